@@ -1,0 +1,73 @@
+//! One module per subcommand; each has an `Args` struct (its doc comments are
+//! the help text) and a `run` method returning the exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod audit;
+pub mod conformance;
+pub mod init;
+pub mod policy;
+pub mod serve;
+
+/// Exit code: everything checked out.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a check failed (verification, a probe, a scenario).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage or an I/O error.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Scoped, time-bound, revocable vendor support access, with an audit log
+/// any auditor can verify offline.
+#[derive(Debug, Parser)]
+#[command(name = "chaperone", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP JSON API with the built-in policy modules.
+    Serve(serve::Args),
+    /// Create a new store and its signing key pair.
+    Init(init::Args),
+    /// Inspect, check and export policy modules.
+    #[command(subcommand)]
+    Policy(policy::Command),
+    /// Verify, export, checkpoint and replay the audit log.
+    #[command(subcommand)]
+    Audit(audit::Command),
+    /// Run conformance scenarios against the whole host.
+    #[command(subcommand)]
+    Conformance(conformance::Command),
+}
+
+impl Command {
+    /// Runs the subcommand.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Serve(args) => args.run(),
+            Command::Init(args) => args.run(),
+            Command::Policy(command) => command.run(),
+            Command::Audit(command) => command.run(),
+            Command::Conformance(command) => command.run(),
+        }
+    }
+}
+
+/// The store to use.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArg {
+    /// The SQLite store.
+    #[arg(long, env = "CHAPERONE_DB", default_value = "chaperone.db")]
+    pub db: PathBuf,
+}
+
+/// Turns a pass/fail outcome into the exit code.
+pub fn exit(ok: bool) -> ExitCode {
+    ExitCode::from(if ok { EXIT_OK } else { EXIT_FAILED })
+}

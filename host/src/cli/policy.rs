@@ -1,0 +1,16 @@
+//! `chaperone policy ...`
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+/// The policy subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+impl Command {
+    /// Runs the subcommand.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self {}
+    }
+}

@@ -1,0 +1,12 @@
+//! Chaperone: scoped, time-bound, revocable vendor support access, decided
+//! by sandboxed WebAssembly policy modules and recorded in a tamper-evident
+//! audit log.
+
+#![deny(missing_docs)]
+
+pub mod audit;
+pub mod builtin;
+pub mod instant;
+pub mod runtime;
+pub mod state;
+pub mod store;

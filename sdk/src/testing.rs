@@ -1,0 +1,1 @@
+//! Builders for requests in a policy's native unit tests.
