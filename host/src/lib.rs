@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod builtin;
 pub mod instant;
+pub mod probe;
 pub mod runtime;
 pub mod state;
 pub mod store;

@@ -1,1 +1,423 @@
-//! Not written yet.
+//! The sandbox: loads policy modules, pins them by digest, and evaluates each
+//! request in a fresh, fuel- and time-limited instance with a memory cap.
+//!
+//! ```text
+//! bytes ─► BLAKE3 digest ─► static checks (no imports, exports present)
+//!       ─► componentize a core module ─► compile once per digest ─► InstancePre
+//! request ─► fresh Store + instance (pooling allocator, copy-on-write memory)
+//!         ─► evaluate() under fuel, epoch deadline and memory cap
+//!         ─► decode ─► contract checks ─► Decision
+//! ```
+//!
+//! Architecture invariant: the runtime links nothing into a module. A module
+//! that imports anything is refused at load, so a policy cannot read a clock,
+//! randomness or any I/O: `now` is in the request.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+    ResourceLimiter, Store, Trap,
+};
+
+mod bindings;
+mod contract;
+mod error;
+mod load;
+
+pub use error::{EvalError, LoadError, RuntimeError};
+pub use load::{ModuleFormat, REQUIRED_EXPORTS, survey};
+
+/// The interface types, generated from `sdk/wit` (package
+/// `chaperone:policy@0.1.0`).
+pub mod wit {
+    pub use super::bindings::chaperone::policy::types::*;
+}
+
+/// The BLAKE3 digest of a module's bytes: the module's identity.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModuleDigest(pub [u8; 32]);
+
+impl ModuleDigest {
+    /// The digest of these bytes.
+    pub fn of(bytes: &[u8]) -> Self {
+        ModuleDigest(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// Lowercase hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex characters.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).ok()?;
+        Some(ModuleDigest(out))
+    }
+}
+
+impl fmt::Display for ModuleDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ModuleDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ModuleDigest({})", self.to_hex())
+    }
+}
+
+/// The sandbox's limits, per evaluation.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Fuel (roughly: wasm instructions) one evaluation may use.
+    pub fuel: u64,
+    /// Wall-clock backstop for one evaluation.
+    pub deadline: Duration,
+    /// The most linear memory an instance may have, in bytes.
+    pub memory_bytes: usize,
+    /// How many instances may be alive at once (the pool's size).
+    pub max_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 20_000_000,
+            deadline: Duration::from_millis(50),
+            memory_bytes: 32 << 20,
+            max_instances: 256,
+        }
+    }
+}
+
+/// How often the epoch advances; the deadline is counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Loads and runs policy modules. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    limits: Limits,
+    modules: RwLock<HashMap<ModuleDigest, Arc<PolicyModule>>>,
+    _ticker: Ticker,
+}
+
+/// A loaded, compiled module, ready to instantiate.
+pub struct PolicyModule {
+    digest: ModuleDigest,
+    format: ModuleFormat,
+    size: usize,
+    exports: Vec<String>,
+    description: wit::Description,
+    pre: bindings::PolicyPre<Sandbox>,
+}
+
+impl fmt::Debug for PolicyModule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyModule")
+            .field("digest", &self.digest)
+            .field("vendor", &self.description.vendor)
+            .field("version", &self.description.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyModule {
+    /// The BLAKE3 digest of the bytes it was loaded from.
+    pub fn digest(&self) -> ModuleDigest {
+        self.digest
+    }
+
+    /// What `describe()` returned.
+    pub fn description(&self) -> &wit::Description {
+        &self.description
+    }
+
+    /// Whether `describe()` lists this operation.
+    pub fn handles(&self, kind: wit::OperationKind) -> bool {
+        self.description.operations.contains(&kind)
+    }
+
+    /// Whether the bytes were a component or a core module.
+    pub fn format(&self) -> ModuleFormat {
+        self.format
+    }
+
+    /// The size of the bytes it was loaded from.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The top-level export names.
+    pub fn exports(&self) -> &[String] {
+        &self.exports
+    }
+}
+
+/// A decision and what it cost.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// The decision, checked against the interface contract.
+    pub decision: wit::Decision,
+    /// Fuel used.
+    pub fuel_used: u64,
+    /// Wall-clock time, instantiation included.
+    pub elapsed: Duration,
+}
+
+impl Runtime {
+    /// A runtime with these limits.
+    pub fn new(limits: Limits) -> Result<Self, RuntimeError> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(limits.max_instances)
+            .total_core_instances(limits.max_instances)
+            .total_memories(limits.max_instances)
+            .total_tables(limits.max_instances)
+            .max_memory_size(limits.memory_bytes)
+            // Keep the first pages of each slot resident and reset them with
+            // a memset instead of madvise: most of a policy's memory use.
+            .linear_memory_keep_resident(256 << 10)
+            .table_keep_resident(16 << 10);
+
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(512 << 10)
+            .memory_init_cow(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| RuntimeError(format!("{e:#}")))?;
+        let linker = Linker::new(&engine);
+        let ticker = Ticker::start(engine.clone());
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                limits,
+                modules: RwLock::new(HashMap::new()),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The limits every evaluation runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Loads a module: digest, static checks, compile (once per digest),
+    /// `describe()`.
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<PolicyModule>, LoadError> {
+        let digest = ModuleDigest::of(bytes);
+        if let Some(module) = self.cached(&digest) {
+            return Ok(module);
+        }
+        let span = tracing::info_span!("load", digest = %digest, size = bytes.len());
+        let _enter = span.enter();
+        let checked = load::check(bytes)?;
+        let component = Component::new(&self.inner.engine, &checked.component)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Interface(format!("{e:#}")))?;
+        let pre = bindings::PolicyPre::new(instance_pre)
+            .map_err(|e| LoadError::Interface(format!("{e:#}")))?;
+        let description = self.describe(&pre).map_err(LoadError::Describe)?;
+        contract::check_description(&description).map_err(LoadError::BadDescription)?;
+        tracing::debug!(vendor = %description.vendor, version = %description.version, "loaded");
+        let module = Arc::new(PolicyModule {
+            digest,
+            format: checked.format,
+            size: bytes.len(),
+            exports: checked.exports,
+            description,
+            pre,
+        });
+        let mut modules = self
+            .inner
+            .modules
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(modules.entry(digest).or_insert(module).clone())
+    }
+
+    /// The module with this digest, if it was loaded.
+    pub fn cached(&self, digest: &ModuleDigest) -> Option<Arc<PolicyModule>> {
+        self.inner
+            .modules
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(digest)
+            .cloned()
+    }
+
+    /// Evaluates one request in a fresh instance, and checks the decision
+    /// against the interface contract and the request's snapshot.
+    pub fn evaluate(
+        &self,
+        module: &PolicyModule,
+        request: &wit::Request,
+    ) -> Result<Evaluation, EvalError> {
+        let span = tracing::debug_span!(
+            "evaluate",
+            digest = %module.digest,
+            account = %request.account.id,
+            fuel_used = tracing::field::Empty,
+        );
+        let _enter = span.enter();
+        let started = Instant::now();
+        let mut store = self.store()?;
+        let decision = module
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.classify(&store, e, true))
+            .and_then(|instance| {
+                instance
+                    .call_evaluate(&mut store, request)
+                    .map_err(|e| self.classify(&store, e, false))
+            })?;
+        let fuel_used = self.fuel_used(&store);
+        span.record("fuel_used", fuel_used);
+        contract::check_decision(&decision, request).map_err(EvalError::Contract)?;
+        Ok(Evaluation {
+            decision,
+            fuel_used,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn describe(&self, pre: &bindings::PolicyPre<Sandbox>) -> Result<wit::Description, EvalError> {
+        let mut store = self.store()?;
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| self.classify(&store, e, true))?;
+        instance
+            .call_describe(&mut store)
+            .map_err(|e| self.classify(&store, e, false))
+    }
+
+    fn store(&self) -> Result<Store<Sandbox>, EvalError> {
+        let limits = &self.inner.limits;
+        let mut store = Store::new(
+            &self.inner.engine,
+            Sandbox {
+                memory_cap: limits.memory_bytes,
+                memory_refused: false,
+            },
+        );
+        store.limiter(|sandbox| sandbox);
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| EvalError::Instantiate(format!("{e:#}")))?;
+        store.set_epoch_deadline(deadline_ticks(limits.deadline));
+        Ok(store)
+    }
+
+    fn fuel_used(&self, store: &Store<Sandbox>) -> u64 {
+        let left = store.get_fuel().unwrap_or(0);
+        self.inner.limits.fuel.saturating_sub(left)
+    }
+
+    fn classify(
+        &self,
+        store: &Store<Sandbox>,
+        error: wasmtime::Error,
+        instantiating: bool,
+    ) -> EvalError {
+        let limits = &self.inner.limits;
+        if store.data().memory_refused {
+            return EvalError::MemoryLimit(limits.memory_bytes);
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => EvalError::FuelExhausted(limits.fuel),
+            Some(Trap::Interrupt) => EvalError::Deadline(limits.deadline),
+            Some(Trap::StackOverflow) => EvalError::StackOverflow,
+            Some(trap) => EvalError::Trap(trap.to_string()),
+            None if instantiating => EvalError::Instantiate(format!("{error:#}")),
+            None => EvalError::BadOutput(format!("{error:#}")),
+        }
+    }
+}
+
+fn deadline_ticks(deadline: Duration) -> u64 {
+    let ticks = deadline.as_nanos() / EPOCH_TICK.as_nanos().max(1);
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1) + 1
+}
+
+/// Per-store state: the memory cap, and whether the module hit it.
+struct Sandbox {
+    memory_cap: usize,
+    memory_refused: bool,
+}
+
+impl ResourceLimiter for Sandbox {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.memory_refused = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Advances the engine's epoch on a background thread; stops when dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("chaperone-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            });
+        if let Err(error) = spawned {
+            // Fuel still bounds every evaluation; only the wall-clock
+            // backstop is lost.
+            tracing::error!(%error, "cannot start the epoch thread");
+        }
+        Ticker { stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

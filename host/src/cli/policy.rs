@@ -1,16 +1,207 @@
-//! `chaperone policy ...`
+//! `chaperone policy inspect|check|export`
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Subcommand;
+use serde::Serialize;
+
+use chaperone::probe::{self, operation_name};
+use chaperone::runtime::{self, Limits, ModuleDigest, Runtime};
+use chaperone::builtin;
+
+use super::exit;
 
 /// The policy subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Show a module's digest, vendor id, version, operations, exports,
+    /// imports and size.
+    Inspect(InspectArgs),
+    /// Probe a module: no imports, exports match, deterministic, fuel-bounded.
+    Check(CheckArgs),
+    /// Write a built-in module's bytes to a file.
+    Export(ExportArgs),
+}
 
 impl Command {
     /// Runs the subcommand.
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        match self {}
+        match self {
+            Command::Inspect(args) => args.run(),
+            Command::Check(args) => args.run(),
+            Command::Export(args) => args.run(),
+        }
     }
+}
+
+/// Arguments of `policy inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// The module (a component, or a core module built with the SDK).
+    pub file: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Inspection {
+    file: String,
+    digest: String,
+    size: usize,
+    format: Option<runtime::ModuleFormat>,
+    vendor: Option<String>,
+    version: Option<String>,
+    operations: Vec<String>,
+    exports: Vec<String>,
+    imports: Vec<String>,
+    error: Option<String>,
+}
+
+impl InspectArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        let bytes = read(&self.file)?;
+        let mut inspection = Inspection {
+            file: self.file.display().to_string(),
+            digest: ModuleDigest::of(&bytes).to_hex(),
+            size: bytes.len(),
+            format: None,
+            vendor: None,
+            version: None,
+            operations: Vec::new(),
+            exports: Vec::new(),
+            imports: Vec::new(),
+            error: None,
+        };
+        match runtime::survey(&bytes) {
+            Ok((format, imports, exports)) => {
+                inspection.format = Some(format);
+                inspection.imports = imports;
+                inspection.exports = exports;
+            }
+            Err(error) => inspection.error = Some(error.to_string()),
+        }
+        if inspection.error.is_none() {
+            let runtime = Runtime::new(Limits::default())?;
+            match runtime.load(&bytes) {
+                Ok(module) => {
+                    let d = module.description();
+                    inspection.vendor = Some(d.vendor.clone());
+                    inspection.version = Some(d.version.clone());
+                    inspection.operations = d
+                        .operations
+                        .iter()
+                        .map(|k| operation_name(*k, None))
+                        .filter(|n| !n.starts_with("custom:"))
+                        .chain(d.custom_operations.iter().map(|c| format!("custom:{c}")))
+                        .collect();
+                }
+                Err(error) => inspection.error = Some(error.to_string()),
+            }
+        }
+        if self.json {
+            println!("{}", serde_json::to_string(&inspection)?);
+        } else {
+            let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            let list = |v: &[String]| {
+                if v.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
+            println!("file:       {}", inspection.file);
+            println!("digest:     blake3:{}", inspection.digest);
+            println!("size:       {} bytes", inspection.size);
+            let format = match inspection.format {
+                Some(runtime::ModuleFormat::Component) => "component",
+                Some(runtime::ModuleFormat::CoreModule) => "core module (componentized at load)",
+                None => "-",
+            };
+            println!("format:     {format}");
+            println!("vendor:     {}", or_dash(&inspection.vendor));
+            println!("version:    {}", or_dash(&inspection.version));
+            println!("operations: {}", list(&inspection.operations));
+            println!("exports:    {}", list(&inspection.exports));
+            println!("imports:    {}", list(&inspection.imports));
+            if let Some(error) = &inspection.error {
+                println!("error:      {error}");
+            }
+        }
+        Ok(exit(inspection.error.is_none()))
+    }
+}
+
+/// Arguments of `policy check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The module (a component, or a core module built with the SDK).
+    pub file: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl CheckArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        let bytes = read(&self.file)?;
+        let report = probe::check(&bytes, &Limits::default())?;
+        if self.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            for probe in &report.probes {
+                let fuel = probe
+                    .fuel_used
+                    .map(|f| format!(" ({f} fuel)"))
+                    .unwrap_or_default();
+                let status = if probe.ok { "ok    " } else { "FAILED" };
+                println!("{status} {}: {}{fuel}", probe.name, probe.detail);
+            }
+            let failed = report.probes.iter().filter(|p| !p.ok).count();
+            println!(
+                "{} passed, {failed} failed",
+                report.probes.len().saturating_sub(failed)
+            );
+        }
+        Ok(exit(report.passed()))
+    }
+}
+
+/// Arguments of `policy export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The built-in module: `celigo` or `xentral`.
+    pub vendor: String,
+    /// Where to write it.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl ExportArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        let Some(module) = builtin::by_vendor(&self.vendor) else {
+            let known: Vec<&str> = builtin::ALL.iter().map(|b| b.vendor).collect();
+            eprintln!(
+                "error: no built-in module `{}`; the built-in modules are {}",
+                self.vendor,
+                known.join(", ")
+            );
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        };
+        std::fs::write(&self.out, module.bytes)
+            .with_context(|| format!("cannot write `{}`", self.out.display()))?;
+        eprintln!(
+            "wrote {} ({} bytes, blake3:{})",
+            self.out.display(),
+            module.bytes.len(),
+            ModuleDigest::of(module.bytes)
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
 }

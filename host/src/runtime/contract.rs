@@ -1,0 +1,210 @@
+//! What a module's output must satisfy beyond its WIT types.
+//!
+//! A decision that breaks these is a policy failure (fail closed), never
+//! something the host applies: every effect must name an object of the
+//! request's own account, sizes are bounded, and a deny changes nothing.
+
+use std::collections::HashSet;
+
+use super::wit::{Decision, Description, Effect, Request, Verdict};
+
+/// The longest rule id.
+pub const MAX_RULE_LEN: usize = 64;
+/// The longest message, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 4096;
+/// The most effects one decision may carry.
+pub const MAX_EFFECTS: usize = 64;
+/// The most rules an allow may list.
+pub const MAX_RULES: usize = 32;
+/// The longest JSON document or string in an effect, in bytes.
+pub const MAX_VALUE_LEN: usize = 64 << 10;
+
+/// Checks a module's self-description.
+pub fn check_description(description: &Description) -> Result<(), String> {
+    check_identifier("vendor id", &description.vendor)?;
+    if description.version.is_empty() || description.version.len() > MAX_RULE_LEN {
+        return Err(format!(
+            "version must be 1 to {MAX_RULE_LEN} bytes, got {}",
+            description.version.len()
+        ));
+    }
+    if description.operations.is_empty() {
+        return Err("it lists no operations".into());
+    }
+    for name in &description.custom_operations {
+        check_identifier("custom operation", name)?;
+    }
+    Ok(())
+}
+
+/// Checks a decision against the contract and the request it answers.
+pub fn check_decision(decision: &Decision, request: &Request) -> Result<(), String> {
+    check_rule(&decision.rule)?;
+    if decision.message.len() > MAX_MESSAGE_LEN {
+        return Err(format!(
+            "the message is {} bytes; the limit is {MAX_MESSAGE_LEN}",
+            decision.message.len()
+        ));
+    }
+    if decision.rules.len() > MAX_RULES {
+        return Err(format!(
+            "{} rules listed; the limit is {MAX_RULES}",
+            decision.rules.len()
+        ));
+    }
+    for rule in &decision.rules {
+        check_rule(rule)?;
+    }
+    if decision.verdict == Verdict::Deny && !decision.effects.is_empty() {
+        return Err(format!(
+            "a deny carries {} effects; a deny changes nothing",
+            decision.effects.len()
+        ));
+    }
+    if decision.effects.len() > MAX_EFFECTS {
+        return Err(format!(
+            "{} effects; the limit is {MAX_EFFECTS}",
+            decision.effects.len()
+        ));
+    }
+    let account = &request.account;
+    let grants: HashSet<&str> = account.grants.iter().map(|g| g.id.as_str()).collect();
+    let service_accounts: HashSet<&str> = account
+        .service_accounts
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    let invitations: HashSet<&str> = account.invitations.iter().map(|i| i.id.as_str()).collect();
+    let known = |set: &HashSet<&str>, what: &str, id: &str| {
+        if set.contains(id) {
+            Ok(())
+        } else {
+            Err(format!(
+                "an effect names {what} `{}`, which is not an active object of account `{}`",
+                clip(id),
+                clip(&account.id)
+            ))
+        }
+    };
+    for effect in &decision.effects {
+        match effect {
+            Effect::CreateGrant(grant) => {
+                if account.environment_named(&grant.environment).is_none() {
+                    return Err(format!(
+                        "an effect creates a grant on environment `{}`, which account `{}` does not have",
+                        clip(&grant.environment),
+                        clip(&account.id)
+                    ));
+                }
+                check_json("grant scope", &grant.scope)?;
+                check_json("grant metadata", &grant.metadata)?;
+                if let Some(grantee) = &grant.grantee {
+                    check_text("grantee", grantee)?;
+                }
+            }
+            Effect::UpdateGrant(update) => {
+                known(&grants, "grant", &update.id)?;
+                check_json("grant scope", &update.scope)?;
+                check_json("grant metadata", &update.metadata)?;
+            }
+            Effect::RevokeGrant(id) => known(&grants, "grant", id)?,
+            Effect::CreateServiceAccount(new) => {
+                check_text("agent email", &new.agent_email)?;
+                check_text("description", &new.description)?;
+                check_rights(&new.rights)?;
+            }
+            Effect::SetServiceAccountRights(update) => {
+                known(&service_accounts, "service account", &update.id)?;
+                check_rights(&update.rights)?;
+            }
+            Effect::RemoveServiceAccount(id) => known(&service_accounts, "service account", id)?,
+            Effect::SetSetting(setting) => {
+                check_text("setting key", &setting.key)?;
+                check_json("setting value", &setting.value)?;
+            }
+            Effect::CreateInvitation(email) => check_text("invited email", email)?,
+            Effect::UseInvitation(id) => known(&invitations, "invitation", id)?,
+            Effect::PutEntry(entry) => {
+                check_text("entry key", &entry.key)?;
+                check_json("entry value", &entry.value)?;
+            }
+            Effect::DeleteEntry(key) => {
+                if !account.entries.iter().any(|e| &e.key == key) {
+                    return Err(format!("an effect deletes entry `{}`, which does not exist", clip(key)));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl super::wit::Account {
+    fn environment_named(&self, id: &str) -> Option<&super::wit::Environment> {
+        self.environments.iter().find(|e| e.id == id)
+    }
+}
+
+fn check_rule(rule: &str) -> Result<(), String> {
+    let ok = !rule.is_empty()
+        && rule.len() <= MAX_RULE_LEN
+        && rule
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "rule id `{}` is not 1 to {MAX_RULE_LEN} letters, digits, `-`, `_` or `.`",
+            clip(rule)
+        ))
+    }
+}
+
+fn check_identifier(what: &str, id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_RULE_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} `{}` is not 1 to {MAX_RULE_LEN} lowercase letters, digits, `-` or `_`",
+            clip(id)
+        ))
+    }
+}
+
+fn check_text(what: &str, text: &str) -> Result<(), String> {
+    if text.len() > MAX_VALUE_LEN {
+        return Err(format!(
+            "the {what} is {} bytes; the limit is {MAX_VALUE_LEN}",
+            text.len()
+        ));
+    }
+    Ok(())
+}
+
+fn check_json(what: &str, text: &str) -> Result<(), String> {
+    check_text(what, text)?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map(|_| ())
+        .map_err(|e| format!("the {what} is not valid JSON: {e}"))
+}
+
+fn check_rights(rights: &[String]) -> Result<(), String> {
+    if rights.len() > 1024 {
+        return Err(format!("{} rights; the limit is 1024", rights.len()));
+    }
+    rights.iter().try_for_each(|r| check_text("right", r))
+}
+
+/// At most 64 characters of untrusted text in an error message.
+fn clip(text: &str) -> String {
+    let mut clipped: String = text.chars().take(64).collect();
+    if clipped.len() < text.len() {
+        clipped.push('…');
+    }
+    clipped
+}
