@@ -52,7 +52,7 @@ pub const JAN_1_2026: Timestamp = 1_767_225_600_000;
 
 /// The instant `day` days and `hour` hours after [`JAN_1_2026`]
 /// (`at(0, 9)` is 2026-01-01T09:00:00Z).
-pub fn at(day: i64, hour: i64) -> Timestamp {
+pub const fn at(day: i64, hour: i64) -> Timestamp {
     JAN_1_2026 + day * DAY + hour * HOUR
 }
 
@@ -346,7 +346,8 @@ impl AccountBuilder {
         account.settings.sort_by(|a, b| a.key.cmp(&b.key));
         account.users.sort_by(|a, b| a.id.cmp(&b.id));
         for user in &mut account.users {
-            user.access.sort_by(|a, b| a.integration.cmp(&b.integration));
+            user.access
+                .sort_by(|a, b| a.integration.cmp(&b.integration));
         }
         account.grants.sort_by(|a, b| a.id.cmp(&b.id));
         account.service_accounts.sort_by(|a, b| a.id.cmp(&b.id));
