@@ -1,3 +1,4 @@
 //! The one integration test binary: it links once.
 
 mod audit;
+mod runtime;

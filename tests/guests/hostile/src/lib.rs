@@ -39,7 +39,9 @@ impl Policy for Module {
             "grow" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
-                    hoard.push(vec![1u8; 1 << 20]);
+                    let mut block = Vec::<u8>::with_capacity(1 << 20);
+                    block.push(1);
+                    hoard.push(block);
                     if hoard.len() == usize::MAX {
                         return Decision::allow("HOSTILE", "never");
                     }

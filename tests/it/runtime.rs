@@ -1,0 +1,254 @@
+//! The sandbox against hostile modules: each attack yields its own clear
+//! error within 100 ms, and the same runtime then still evaluates a good
+//! module correctly.
+
+use std::time::{Duration, Instant};
+
+use chaperone::builtin;
+use chaperone::probe::{SAMPLE_NOW, sample_request};
+use chaperone::runtime::wit::{Action, Operation, OperationKind, Request, Verdict};
+use chaperone::runtime::{EvalError, Limits, LoadError, Runtime};
+use chaperone_tests::HOSTILE_WASM;
+
+const STOP_WITHIN: Duration = Duration::from_millis(100);
+
+/// One runtime for all these tests: every attack runs on the same host,
+/// which must keep serving.
+fn runtime() -> Runtime {
+    static RUNTIME: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| Runtime::new(Limits::default()).unwrap_or_else(|e| unreachable!("runtime: {e}")))
+        .clone()
+}
+
+fn act(name: &str) -> Request {
+    let mut request = sample_request("hostile", OperationKind::Act, None);
+    request.operation = Operation::Act(Action {
+        name: name.into(),
+        environment: Some("prod".into()),
+        integration: None,
+    });
+    request
+}
+
+fn hostile_bytes() -> Vec<u8> {
+    std::fs::read(HOSTILE_WASM).unwrap_or_else(|e| unreachable!("{HOSTILE_WASM}: {e}"))
+}
+
+/// The good module still decides correctly on the same runtime.
+fn assert_good_module_works(runtime: &Runtime) {
+    let celigo = runtime
+        .load(builtin::CELIGO.bytes)
+        .unwrap_or_else(|e| unreachable!("celigo: {e}"));
+    let mut request = sample_request("celigo", OperationKind::Act, None);
+    request.now = SAMPLE_NOW;
+    let evaluation = runtime
+        .evaluate(&celigo, &request)
+        .unwrap_or_else(|e| unreachable!("celigo evaluate: {e}"));
+    assert_eq!(evaluation.decision.verdict, Verdict::Allow, "{:?}", evaluation.decision);
+}
+
+fn check_attack(attack: &str, expect: impl Fn(&EvalError) -> bool) {
+    let runtime = runtime();
+    let module = runtime
+        .load(&hostile_bytes())
+        .unwrap_or_else(|e| unreachable!("hostile module loads: {e}"));
+    let started = Instant::now();
+    let outcome = runtime.evaluate(&module, &act(attack));
+    let took = started.elapsed();
+    match outcome {
+        Err(error) => {
+            assert!(expect(&error), "attack `{attack}` gave the wrong error: {error}");
+            assert!(!error.to_string().is_empty());
+        }
+        Ok(evaluation) => panic_free_fail(attack, &evaluation.decision),
+    }
+    assert!(took < STOP_WITHIN, "attack `{attack}` took {took:?}");
+    // The same module, well-behaved, and another module, still work.
+    let fine = runtime.evaluate(&module, &act("fine"));
+    assert!(
+        fine.as_ref().is_ok_and(|e| e.decision.rule == "HOSTILE-OK"),
+        "after `{attack}`: {fine:?}"
+    );
+    assert_good_module_works(&runtime);
+}
+
+fn panic_free_fail(attack: &str, decision: &chaperone::runtime::wit::Decision) {
+    assert!(false, "attack `{attack}` was not stopped: {decision:?}");
+}
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    check_attack("loop", |e| matches!(e, EvalError::FuelExhausted(_)));
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_cap() {
+    check_attack("grow", |e| matches!(e, EvalError::MemoryLimit(_)));
+}
+
+#[test]
+fn unbounded_recursion_is_stopped() {
+    // The shadow stack lives in linear memory: overflowing it either hits
+    // wasm's own stack limit or faults below address 0.
+    check_attack("recurse", |e| {
+        matches!(e, EvalError::StackOverflow)
+            || matches!(e, EvalError::Trap(m) if m.contains("out of bounds"))
+    });
+}
+
+#[test]
+fn unreachable_traps() {
+    check_attack("trap", |e| matches!(e, EvalError::Trap(m) if m.contains("unreachable")));
+}
+
+#[test]
+fn effect_on_an_unknown_target_breaks_the_contract() {
+    check_attack("target", |e| {
+        matches!(e, EvalError::Contract(m) if m.contains("g-of-another-account"))
+    });
+}
+
+#[test]
+fn megabytes_of_message_break_the_contract() {
+    check_attack("message", |e| {
+        matches!(e, EvalError::Contract(m) if m.contains("message is 4194304 bytes"))
+    });
+}
+
+#[test]
+fn a_deny_with_effects_breaks_the_contract() {
+    check_attack("deny-effect", |e| {
+        matches!(e, EvalError::Contract(m) if m.contains("a deny carries 1 effects"))
+    });
+}
+
+#[test]
+fn an_empty_rule_id_breaks_the_contract() {
+    check_attack("rule", |e| matches!(e, EvalError::Contract(m) if m.contains("rule id")));
+}
+
+fn load_error(bytes: &[u8]) -> LoadError {
+    let runtime = runtime();
+    let error = match runtime.load(bytes) {
+        Err(error) => error,
+        Ok(module) => unreachable!("loaded a module that should be refused: {module:?}"),
+    };
+    assert_good_module_works(&runtime);
+    error
+}
+
+fn wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).unwrap_or_else(|e| unreachable!("wat: {e}"))
+}
+
+#[test]
+fn a_wasi_import_is_refused() {
+    let bytes = wat(r#"(module
+        (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+        (func (export "evaluate")) (func (export "describe")))"#);
+    let error = load_error(&bytes);
+    assert!(
+        matches!(&error, LoadError::Imports(i) if i == &["wasi_snapshot_preview1::fd_write"]),
+        "{error}"
+    );
+    assert!(error.to_string().contains("`wasi_snapshot_preview1::fd_write`"));
+}
+
+#[test]
+fn any_other_import_is_refused() {
+    let bytes = wat(r#"(module (import "env" "now" (func (result i64))) (memory (export "memory") 1))"#);
+    let error = load_error(&bytes);
+    assert!(matches!(&error, LoadError::Imports(i) if i == &["env::now"]), "{error}");
+}
+
+#[test]
+fn a_component_import_is_refused() {
+    let bytes = wat(r#"(component (import "wasi:clocks/wall-clock@0.2.0" (instance)))"#);
+    let error = load_error(&bytes);
+    assert!(
+        matches!(&error, LoadError::Imports(i) if i == &["wasi:clocks/wall-clock@0.2.0"]),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_module_missing_evaluate_is_refused() {
+    let bytes = wat(r#"(module (func (export "describe")))"#);
+    let error = load_error(&bytes);
+    assert!(matches!(&error, LoadError::MissingExport(e) if e == "evaluate"), "{error}");
+}
+
+#[test]
+fn a_component_missing_the_exports_is_refused() {
+    let bytes = wat(r#"(component)"#);
+    let error = load_error(&bytes);
+    assert!(matches!(&error, LoadError::MissingExport(e) if e == "describe"), "{error}");
+}
+
+#[test]
+fn a_core_module_without_its_component_type_is_refused() {
+    let bytes = wat(r#"(module (func (export "describe")) (func (export "evaluate")))"#);
+    let error = load_error(&bytes);
+    assert!(matches!(error, LoadError::NoComponentType), "{error}");
+}
+
+#[test]
+fn random_bytes_are_not_wasm() {
+    let bytes: Vec<u8> = (0u32..4096).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    assert!(matches!(load_error(&bytes), LoadError::NotWasm));
+}
+
+#[test]
+fn a_wasm_header_with_garbage_is_invalid() {
+    let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+    bytes.extend_from_slice(&[0xff; 64]);
+    assert!(matches!(load_error(&bytes), LoadError::Invalid(_)));
+}
+
+#[test]
+fn an_empty_file_is_refused() {
+    assert!(matches!(load_error(&[]), LoadError::Empty));
+}
+
+#[test]
+fn modules_are_pinned_by_digest_and_compiled_once() {
+    let runtime = runtime();
+    let first = runtime.load(builtin::CELIGO.bytes).unwrap_or_else(|e| unreachable!("{e}"));
+    let second = runtime.load(builtin::CELIGO.bytes).unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(std::sync::Arc::ptr_eq(&first, &second));
+    assert_eq!(first.digest(), chaperone::runtime::ModuleDigest::of(builtin::CELIGO.bytes));
+    let xentral = runtime.load(builtin::XENTRAL.bytes).unwrap_or_else(|e| unreachable!("{e}"));
+    assert_ne!(first.digest(), xentral.digest());
+    assert_eq!(xentral.description().vendor, "xentral");
+}
+
+#[test]
+fn the_same_input_gives_the_same_decision() {
+    let runtime = runtime();
+    for builtin in builtin::ALL {
+        let module = runtime.load(builtin.bytes).unwrap_or_else(|e| unreachable!("{e}"));
+        for kind in &module.description().operations {
+            let request = sample_request(builtin.vendor, *kind, None);
+            let a = runtime.evaluate(&module, &request).map(|e| (e.decision, e.fuel_used));
+            let b = runtime.evaluate(&module, &request).map(|e| (e.decision, e.fuel_used));
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+            assert!(a.is_ok(), "{}: {kind:?}: {a:?}", builtin.vendor);
+        }
+    }
+}
+
+#[test]
+fn a_module_with_a_tiny_fuel_budget_is_stopped_cleanly() {
+    let runtime = Runtime::new(Limits {
+        fuel: 1_000,
+        ..Limits::default()
+    })
+    .unwrap_or_else(|e| unreachable!("{e}"));
+    // Loading runs describe(), which needs more than 1000 fuel.
+    let error = match runtime.load(builtin::CELIGO.bytes) {
+        Err(LoadError::Describe(error)) => error,
+        other => unreachable!("expected fuel exhaustion in describe, got {other:?}"),
+    };
+    assert!(matches!(error, EvalError::FuelExhausted(1_000)), "{error}");
+}
