@@ -13,6 +13,8 @@ use chaperone_sdk::{
 use crate::pending::{Level, Pending};
 use crate::{Module, rule};
 
+mod scenarios;
+
 const SAM: &str = "sam@ticketed.example";
 const KIM: &str = "kim@ticketed.example";
 
