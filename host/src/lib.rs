@@ -6,8 +6,11 @@
 
 pub mod audit;
 pub mod builtin;
+pub mod conformance;
 pub mod instant;
 pub mod probe;
+pub mod replay;
 pub mod runtime;
+pub mod service;
 pub mod state;
 pub mod store;

@@ -118,6 +118,7 @@ struct Inner {
 /// A loaded, compiled module, ready to instantiate.
 pub struct PolicyModule {
     digest: ModuleDigest,
+    bytes: Arc<[u8]>,
     format: ModuleFormat,
     size: usize,
     exports: Vec<String>,
@@ -149,6 +150,17 @@ impl PolicyModule {
     /// Whether `describe()` lists this operation.
     pub fn handles(&self, kind: wit::OperationKind) -> bool {
         self.description.operations.contains(&kind)
+    }
+
+    /// The bytes it was loaded from (what its digest names).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Whether `describe()` lists this custom operation.
+    pub fn handles_custom(&self, name: &str) -> bool {
+        self.handles(wit::OperationKind::Custom)
+            && self.description.custom_operations.iter().any(|c| c == name)
     }
 
     /// Whether the bytes were a component or a core module.
@@ -243,6 +255,7 @@ impl Runtime {
         tracing::debug!(vendor = %description.vendor, version = %description.version, "loaded");
         let module = Arc::new(PolicyModule {
             digest,
+            bytes: Arc::from(bytes),
             format: checked.format,
             size: bytes.len(),
             exports: checked.exports,

@@ -56,6 +56,7 @@ pub const POLICY_OPS: &[&str] = &[
     "set_rights",
     "remove_service_account",
     "act",
+    "custom",
 ];
 
 /// Parses one request object (`{"op": ..., ...}`). Fields other than those
@@ -103,30 +104,20 @@ pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
             user_actor()?,
             wit::Operation::Grant(wit::GrantRequest {
                 environment: f.string("environment")?,
-                scope: f.object("scope")?.to_string(),
-                expires_in: f.optional_object("expires_in")?.map(|v| v.to_string()),
+                scope: f.object_text("scope")?,
+                expires_in: f.optional_object_text("expires_in")?,
             }),
         ),
         "modify" => operation(
             user_actor()?,
             wit::Operation::Modify(wit::ModifyRequest {
                 grant: f.string("grant")?,
-                scope: f.optional_object("scope")?.map(|v| v.to_string()),
-                expires_in: f.optional_object("expires_in")?.map(|v| v.to_string()),
+                scope: f.optional_object_text("scope")?,
+                expires_in: f.optional_object_text("expires_in")?,
             }),
         ),
         "revoke" => operation(user_actor()?, wit::Operation::Revoke(f.string("grant")?)),
-        "invite" => {
-            let actor = match (object.contains_key("actor"), object.contains_key("agent")) {
-                (true, false) => user_actor()?,
-                (false, true) => agent_actor()?,
-                (true, true) => {
-                    return Err(ShapeError::new("actor", "and `agent` cannot both be given"));
-                }
-                (false, false) => return Err(ShapeError::new("actor", "is missing (or give `agent`)")),
-            };
-            operation(actor, wit::Operation::Invite(f.string("email")?))
-        }
+        "invite" => operation(either_actor(&f)?, wit::Operation::Invite(f.string("email")?)),
         "create_service_account" => operation(agent_actor()?, wit::Operation::CreateServiceAccount),
         "set_rights" => operation(
             user_actor()?,
@@ -139,6 +130,13 @@ pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
             user_actor()?,
             wit::Operation::RemoveServiceAccount(f.string("service_account")?),
         ),
+        "custom" => operation(
+                either_actor(&f)?,
+                wit::Operation::Custom(wit::CustomRequest {
+                    name: f.string("name")?,
+                    params: f.0.get("params").cloned().unwrap_or(Value::Null).to_string(),
+                }),
+            ),
         "act" => {
             let action = Fields(f.object("action")?);
             operation(
@@ -158,6 +156,16 @@ pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
                 STATE_OPS.iter().chain(POLICY_OPS).copied().collect::<Vec<_>>().join(", ")
             ),
         )),
+    }
+}
+
+/// `actor` (a user id) or `agent` (an email), exactly one of them.
+fn either_actor(f: &Fields<'_>) -> Result<wit::Actor, ShapeError> {
+    match (f.0.contains_key("actor"), f.0.contains_key("agent")) {
+        (true, false) => f.string("actor").map(wit::Actor::User),
+        (false, true) => f.string("agent").map(wit::Actor::Agent),
+        (true, true) => Err(ShapeError::new("actor", "and `agent` cannot both be given")),
+        (false, false) => Err(ShapeError::new("actor", "is missing (or give `agent`)")),
     }
 }
 
@@ -288,6 +296,19 @@ impl<'a> Fields<'a> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(_) => self.object(name).map(Some),
+        }
+    }
+
+    /// An object field, as JSON text exactly as given (key order kept).
+    fn object_text(&self, name: &str) -> Result<String, ShapeError> {
+        self.object(name)?;
+        Ok(self.required(name)?.to_string())
+    }
+
+    fn optional_object_text(&self, name: &str) -> Result<Option<String>, ShapeError> {
+        match self.optional_object(name)? {
+            Some(_) => self.object_text(name).map(Some),
+            None => Ok(None),
         }
     }
 

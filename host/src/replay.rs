@@ -1,0 +1,151 @@
+//! Replay: re-evaluate every recorded decision with the module whose digest
+//! the record names and the exact input it recorded, and report any record
+//! whose decision differs (HOST-REPLAY).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::audit::{DecisionRecord, Verdict as RecordVerdict};
+use crate::runtime::{PolicyModule, Runtime, wit};
+use crate::service::HOST_POLICY_ERROR;
+use crate::state;
+use crate::store::Store;
+
+/// One record whose replayed decision differs from the recorded one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mismatch {
+    /// The account.
+    pub account: String,
+    /// The record's sequence number.
+    pub seq: u64,
+    /// What differs.
+    pub reason: String,
+}
+
+/// What a replay found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReplayReport {
+    /// Records re-evaluated.
+    pub replayed: u64,
+    /// Records no policy decided (`sync`, `expire`, host refusals).
+    pub skipped: u64,
+    /// Records whose decision differs, in chain order.
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// Why a replay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The store could not be read.
+    #[error("cannot read the store: {0}")]
+    Store(String),
+}
+
+/// Replays the records of one account, or of every account.
+pub fn replay(store: &Store, runtime: &Runtime, account: Option<&str>) -> Result<ReplayReport, ReplayError> {
+    let accounts = match account {
+        Some(account) => vec![account.to_string()],
+        None => store.accounts().map_err(|e| ReplayError::Store(e.to_string()))?,
+    };
+    let mut report = ReplayReport::default();
+    let mut modules: HashMap<String, Result<Arc<PolicyModule>, String>> = HashMap::new();
+    for account in accounts {
+        let records = store
+            .records(&account)
+            .map_err(|e| ReplayError::Store(e.to_string()))?;
+        for stored in records {
+            let record = &stored.record;
+            let (Some(policy), Some(input), Some(decision)) = (&record.policy, &record.input, &record.decision)
+            else {
+                report.skipped += 1;
+                continue;
+            };
+            report.replayed += 1;
+            let module = modules
+                .entry(policy.digest.clone())
+                .or_insert_with(|| load(store, runtime, &policy.digest))
+                .clone();
+            let outcome = module.and_then(|module| {
+                let request: wit::Request = serde_json::from_value(input.clone())
+                    .map_err(|e| format!("the recorded input cannot be read: {e}"))?;
+                Ok(runtime.evaluate(&module, &request))
+            });
+            let reason = match outcome {
+                Err(reason) => Some(reason),
+                Ok(Err(error)) if decision.rule != HOST_POLICY_ERROR => Some(format!(
+                    "recorded {} `{}`, replay failed: {error}",
+                    decision.verdict.as_str(),
+                    decision.rule
+                )),
+                Ok(Err(_)) => None,
+                Ok(Ok(evaluation)) => differs(decision, &record.effects, &evaluation.decision),
+            };
+            if let Some(reason) = reason {
+                report.mismatches.push(Mismatch {
+                    account: account.clone(),
+                    seq: stored.seq.get(),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn load(store: &Store, runtime: &Runtime, digest: &str) -> Result<Arc<PolicyModule>, String> {
+    let owned = digest.to_string();
+    let bytes = store
+        .read(move |conn| state::module_bytes(conn, &owned))
+        .map_err(|e| format!("cannot read module `{digest}`: {e}"))?
+        .ok_or_else(|| format!("the store does not keep module `{digest}`"))?;
+    let actual = crate::runtime::ModuleDigest::of(&bytes);
+    if actual.to_hex() != digest {
+        return Err(format!(
+            "the kept bytes of module `{digest}` have digest `{actual}`: the module was altered"
+        ));
+    }
+    runtime
+        .load(&bytes)
+        .map_err(|e| format!("cannot load module `{digest}`: {e}"))
+}
+
+fn differs(recorded: &DecisionRecord, recorded_effects: &Value, now: &wit::Decision) -> Option<String> {
+    let verdict = match now.verdict {
+        wit::Verdict::Allow => RecordVerdict::Allow,
+        wit::Verdict::Deny => RecordVerdict::Deny,
+    };
+    if verdict != recorded.verdict || now.rule != recorded.rule {
+        return Some(format!(
+            "recorded {} `{}`, replay gives {} `{}`",
+            recorded.verdict.as_str(),
+            recorded.rule,
+            verdict.as_str(),
+            now.rule
+        ));
+    }
+    if now.message != recorded.message || now.rules != recorded.rules {
+        return Some(format!(
+            "recorded message `{}` and rules {:?}, replay gives `{}` and {:?}",
+            recorded.message, recorded.rules, now.message, now.rules
+        ));
+    }
+    let recorded_effects: Vec<Value> = recorded_effects
+        .as_array()
+        .map(|effects| effects.iter().filter_map(|e| e.get("effect").cloned()).collect())
+        .unwrap_or_default();
+    let replayed: Vec<Value> = now
+        .effects
+        .iter()
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .collect();
+    (recorded_effects != replayed).then(|| {
+        format!(
+            "recorded effects {}, replay gives {}",
+            Value::Array(recorded_effects),
+            Value::Array(replayed)
+        )
+    })
+}
