@@ -1,1 +1,494 @@
-//! Not written yet.
+//! The SQLite store: one file holds the audit log and the account state, and
+//! every change to either happens in one transaction with its audit record.
+//!
+//! ```no_run
+//! use chaperone::store::{RecordDraft, Store};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::open("chaperone.db")?; // creates chaperone.db.key / .pub
+//! let appended = store.write(|tx| {
+//!     let appended = tx.append(&RecordDraft {
+//!         account: "acme".into(),
+//!         time_ms: 1_700_000_000_000,
+//!         kind: "sync".into(),
+//!         actor: None,
+//!         request: serde_json::json!({"step": "account"}),
+//!         decision: None,
+//!         effects: serde_json::json!([]),
+//!         policy: None,
+//!         input: None,
+//!     })?;
+//!     // ... apply the effects with tx.conn(), in the same transaction ...
+//!     Ok::<_, chaperone::audit::AuditError>(appended)
+//! })?;
+//! assert_eq!(appended.seq.get(), 1);
+//! store.checkpoint(1_700_000_000_001)?;
+//! assert!(store.verify(&Default::default())?.is_ok());
+//! # Ok(()) }
+//! ```
+//!
+//! The store runs in WAL mode with `synchronous=FULL`. There is one writer: a
+//! thread that owns the only writing connection and commits concurrent jobs
+//! in groups ([`Store::write`]). Reads run on their own connections and do
+//! not block it ([`Store::read`]).
+//!
+//! Architecture invariant: a write job that changes any row but appends no
+//! audit record (or whose append failed) is rolled back and its caller gets
+//! [`WriteError::Unaudited`]. Nothing takes effect without its record.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::audit::export::{ExportError, ExportSummary};
+use crate::audit::keys::{self, KeyError, Signer, Verifier};
+use crate::audit::verify::{Report, VerifyError, VerifyOptions};
+use crate::audit::{self, AuditError};
+pub use crate::audit::{
+    ActorRef, Appended, ChainHash, ChainHead, Checkpoint, DecisionRecord, PolicyRef, Record,
+    RecordDraft, Seq, StoredRecord, Verdict,
+};
+
+pub mod migrations;
+mod writer;
+
+/// The schema version of a store with the audit log's tables.
+pub const AUDIT_SCHEMA_VERSION: i64 = 1;
+
+/// The newest schema version (the last of [`migrations::MIGRATIONS`]).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// How long a connection waits for another process's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The writer's page cache, in KiB (negative: SQLite's unit for KiB).
+const WRITER_CACHE_KIB: i64 = -65_536;
+
+/// Read connections kept for reuse.
+const READER_POOL: usize = 8;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened or set up.
+    #[error("cannot open store `{path}`")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database could not be put in WAL mode.
+    #[error("store `{path}` cannot use write-ahead logging (journal mode `{mode}`)")]
+    NotWal {
+        /// The file.
+        path: PathBuf,
+        /// The journal mode it has.
+        mode: String,
+    },
+    /// The store was written by a newer version.
+    #[error("store `{path}` has schema version {found}; this version knows up to {known}")]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest this version knows.
+        known: i64,
+    },
+    /// A schema migration failed.
+    #[error("schema migration {version} ({name}) failed")]
+    Migration {
+        /// The migration's version.
+        version: i64,
+        /// Its name.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The signing key could not be read or created.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Checkpoints need the private key, and the store has none.
+    #[error("store `{0}` has no signing key")]
+    NoSigningKey(PathBuf),
+    /// The writer thread is gone.
+    #[error("the store's writer has stopped")]
+    WriterStopped,
+    /// A write batch could not be committed; none of its jobs took effect.
+    #[error("could not commit the write batch")]
+    Commit(#[source] Arc<rusqlite::Error>),
+    /// A read failed.
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// Verification could not run.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// An export failed.
+    #[error(transparent)]
+    Export(#[from] ExportError),
+}
+
+/// Why a write job did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError<E> {
+    /// The job returned this error; its changes were rolled back.
+    #[error("{0}")]
+    Job(E),
+    /// The job changed rows without a successful audit record (it appended
+    /// none, or an append failed); its changes were rolled back.
+    #[error("the write changed the store without an audit record and was rolled back")]
+    Unaudited,
+    /// The job panicked; its changes were rolled back.
+    #[error("the write job panicked and was rolled back")]
+    Panicked,
+    /// The store failed; nothing of the job took effect.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// The store. Cheap to clone; every clone shares one writer.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    jobs: Option<Sender<Box<dyn writer::Job>>>,
+    writer: Option<JoinHandle<()>>,
+    writer_id: Option<ThreadId>,
+    readers: Mutex<Vec<Connection>>,
+    signer: Option<Arc<Signer>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer after its current batch.
+        self.jobs.take();
+        if let Some(handle) = self.writer.take()
+            && Some(std::thread::current().id()) != self.writer_id
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("signer", &self.inner.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One write job's view of the batch transaction.
+pub struct WriteTx<'c> {
+    conn: &'c Connection,
+    appended: u64,
+    append_failed: bool,
+    unaudited_ok: bool,
+}
+
+impl<'c> WriteTx<'c> {
+    fn new(conn: &'c Connection) -> WriteTx<'c> {
+        WriteTx {
+            conn,
+            appended: 0,
+            append_failed: false,
+            unaudited_ok: false,
+        }
+    }
+
+    /// The connection, inside the transaction: read and change state here.
+    /// Do not begin, commit or roll back transactions on it.
+    pub fn conn(&self) -> &Connection {
+        self.conn
+    }
+
+    /// Appends a record to its account's chain, in this transaction. If it
+    /// fails, the whole job is rolled back, whatever the job returns.
+    pub fn append(&mut self, draft: &RecordDraft) -> Result<Appended, AuditError> {
+        match audit::append(self.conn, draft) {
+            Ok(appended) => {
+                self.appended += 1;
+                Ok(appended)
+            }
+            Err(e) => {
+                self.append_failed = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// The head of `account`'s chain, as of this transaction.
+    pub fn head(&self, account: &str) -> Result<Option<ChainHead>, AuditError> {
+        audit::read::head(self.conn, account)
+    }
+
+    /// Lets this job change rows without appending a record. Only for host
+    /// bookkeeping that is no account event (checkpoints, caches); never for
+    /// account state.
+    pub fn allow_unaudited_changes(&mut self) {
+        self.unaudited_ok = true;
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let open = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(open)?;
+    configure(&conn).map_err(open)?;
+    conn.pragma_update(None, "query_only", "ON").map_err(open)?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it if missing, and migrates it to
+    /// the newest schema. A new store gets a new Ed25519 key pair: the private
+    /// key in `PATH.key` (mode 0600), the public key in `PATH.pub`. An
+    /// existing store without `PATH.key` opens without a signing key (it can
+    /// do everything but [`Store::checkpoint`]).
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let signer = if path.exists() {
+            keys::load_signer(&path)?
+        } else {
+            Some(keys::load_or_create(&path)?)
+        };
+        let open = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open)?;
+        configure(&conn).map_err(open)?;
+        conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
+            .map_err(open)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(open)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::NotWal { path, mode });
+        }
+        migrations::run(&mut conn, &path)?;
+
+        let (sender, receiver) = mpsc::channel::<Box<dyn writer::Job>>();
+        let handle = std::thread::Builder::new()
+            .name("chaperone-store-writer".into())
+            .spawn(move || writer::run(&conn, &receiver))
+            .map_err(|e| StoreError::Open {
+                path: path.clone(),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+        let writer_id = handle.thread().id();
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                jobs: Some(sender),
+                writer: Some(handle),
+                writer_id: Some(writer_id),
+                readers: Mutex::new(Vec::new()),
+                signer: signer.map(Arc::new),
+            }),
+        })
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The log's public key: the signing key's, or else `PATH.pub`'s.
+    pub fn verifier(&self) -> Result<Verifier, StoreError> {
+        match &self.inner.signer {
+            Some(signer) => Ok(signer.verifier()),
+            None => Ok(keys::load_verifier(&keys::public_key_path(
+                &self.inner.path,
+            ))?),
+        }
+    }
+
+    /// Runs `job` on the writer thread, inside the current group-commit batch
+    /// transaction, under its own savepoint, and returns once the batch is
+    /// durably committed.
+    ///
+    /// A job that returns `Err` has its own changes rolled back and its
+    /// caller gets [`WriteError::Job`]; the other jobs of the batch still
+    /// commit. A job that changes rows without appending an audit record
+    /// (see [`WriteTx::append`]) is rolled back with [`WriteError::Unaudited`].
+    /// If the batch cannot commit, every job in it gets
+    /// [`WriteError::Store`] and nothing of it took effect.
+    pub fn write<T, E, F>(&self, job: F) -> Result<T, WriteError<E>>
+    where
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Box<dyn writer::Job> = Box::new(writer::WriteJob { job, reply });
+        let sender = self
+            .inner
+            .jobs
+            .as_ref()
+            .ok_or(WriteError::Store(StoreError::WriterStopped))?;
+        sender
+            .send(job)
+            .map_err(|_| WriteError::Store(StoreError::WriterStopped))?;
+        // A dropped reply means the job panicked past its guard or the
+        // writer died.
+        answer.recv().unwrap_or(Err(WriteError::Panicked))
+    }
+
+    /// Runs `f` on a pooled read connection.
+    fn with_reader<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let pooled = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_reader(&self.inner.path)?,
+        };
+        let result = f(&conn);
+        let mut pool = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < READER_POOL {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// Runs `f` on a read connection (WAL: it does not block the writer, and
+    /// sees the last committed state).
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.with_reader(|conn| f(conn).map_err(StoreError::from))
+    }
+
+    /// Signs a checkpoint of every chain head at `now_ms`, stores it, and
+    /// returns it.
+    pub fn checkpoint(&self, now_ms: i64) -> Result<Checkpoint, StoreError> {
+        let signer = self
+            .inner
+            .signer
+            .clone()
+            .ok_or_else(|| StoreError::NoSigningKey(self.inner.path.clone()))?;
+        self.write(move |tx| {
+            tx.allow_unaudited_changes();
+            audit::checkpoint::create(tx.conn(), &signer, now_ms)
+        })
+        .map_err(|e| match e {
+            WriteError::Job(e) => StoreError::Audit(e),
+            WriteError::Store(e) => e,
+            WriteError::Unaudited | WriteError::Panicked => StoreError::WriterStopped,
+        })
+    }
+
+    /// The newest stored checkpoint, checked against the store's public key.
+    pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let Some(stored) = self.read(audit::checkpoint::latest)? else {
+            return Ok(None);
+        };
+        let verifier = self.verifier()?;
+        Checkpoint::open(&stored.note, &verifier)
+            .map(Some)
+            .map_err(|e| {
+                StoreError::Audit(AuditError::Corrupt {
+                    account: String::new(),
+                    detail: format!("checkpoint #{}: {e}", stored.id),
+                })
+            })
+    }
+
+    /// The head of `account`'s chain.
+    pub fn head(&self, account: &str) -> Result<Option<ChainHead>, StoreError> {
+        self.with_reader(|conn| Ok(audit::read::head(conn, account)?))
+    }
+
+    /// Every account with records, sorted.
+    pub fn accounts(&self) -> Result<Vec<String>, StoreError> {
+        self.read(audit::read::accounts)
+    }
+
+    /// Every record of `account`, decoded, in order.
+    pub fn records(&self, account: &str) -> Result<Vec<StoredRecord>, StoreError> {
+        self.with_reader(|conn| Ok(audit::read::records(conn, account)?))
+    }
+
+    /// Calls `f` with each record of `account`, decoded, in order, from one
+    /// consistent read.
+    pub fn for_each_record(
+        &self,
+        account: &str,
+        f: impl FnMut(StoredRecord) -> Result<(), AuditError>,
+    ) -> Result<(), StoreError> {
+        self.with_reader(|conn| Ok(audit::read::for_each_record(conn, account, f)?))
+    }
+
+    /// The number of records of each kind, for one account or (`None`) the
+    /// whole store.
+    pub fn count_by_kind(
+        &self,
+        account: Option<&str>,
+    ) -> Result<BTreeMap<String, u64>, StoreError> {
+        self.read(|conn| audit::read::count_by_kind(conn, account))
+    }
+
+    /// Verifies the log (see [`audit::verify::verify_store`]). Without a key
+    /// in `options`, checkpoints are checked with the store's own public key.
+    pub fn verify(&self, options: &VerifyOptions) -> Result<Report, StoreError> {
+        let mut options = options.clone();
+        if options.verifier.is_none() {
+            options.verifier = self.verifier().ok();
+        }
+        Ok(audit::verify::verify_store(&self.inner.path, &options)?)
+    }
+
+    /// Writes `account`'s chain as JSON Lines (see [`audit::export::export`]).
+    pub fn export(&self, account: &str, out: &mut dyn Write) -> Result<ExportSummary, StoreError> {
+        self.with_reader(|conn| Ok(audit::export::export(conn, account, out, &|_| {})?))
+    }
+}

@@ -1,0 +1,164 @@
+//! Reading the log: chain heads, accounts, decoded records, counts.
+//!
+//! These read what is stored; they do not verify it (see [`super::verify`]).
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::AuditError;
+use super::chain::{ChainHash, ChainHead, Seq};
+use super::record::{self, StoredRecord};
+
+/// The head of `account`'s chain, as the store keeps it.
+pub fn head(conn: &Connection, account: &str) -> Result<Option<ChainHead>, AuditError> {
+    let row = conn
+        .prepare_cached("SELECT seq, hash FROM audit_heads WHERE account = ?1")?
+        .query_row([account], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })
+        .optional()?;
+    row.map(|(seq, hash)| to_head(account, seq, &hash))
+        .transpose()
+}
+
+fn to_head(account: &str, seq: i64, hash: &[u8]) -> Result<ChainHead, AuditError> {
+    match (Seq::from_i64(seq), ChainHash::from_slice(hash)) {
+        (Some(seq), Some(hash)) => Ok(ChainHead { seq, hash }),
+        _ => Err(AuditError::Corrupt {
+            account: account.to_owned(),
+            detail: "its stored head is malformed".into(),
+        }),
+    }
+}
+
+/// Every account's head, sorted by account id.
+pub fn heads(conn: &Connection) -> Result<Vec<(String, ChainHead)>, AuditError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT account, seq, hash FROM audit_heads ORDER BY account")?;
+    let mut rows = stmt.query([])?;
+    let mut heads = Vec::new();
+    while let Some(row) = rows.next()? {
+        let account: String = row.get(0)?;
+        let head = to_head(&account, row.get(1)?, &row.get::<_, Vec<u8>>(2)?)?;
+        heads.push((account, head));
+    }
+    Ok(heads)
+}
+
+/// Every account that has records, sorted, found by skipping through the
+/// primary key (one lookup per account, not one per record).
+pub fn accounts(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT account FROM audit_records WHERE account > ?1 ORDER BY account LIMIT 1",
+    )?;
+    let mut accounts = Vec::new();
+    let mut last = String::new();
+    loop {
+        let next = stmt
+            .query_row([&last], |row| {
+                Ok(row.get_ref(0)?.as_str().ok().map(str::to_owned))
+            })
+            .optional()?;
+        // Stop at the end, or at an account id that is not text (only a
+        // tampered row has one; verification reports the chain it left).
+        let Some(Some(next)) = next else {
+            break;
+        };
+        accounts.push(next.clone());
+        last = next;
+    }
+    Ok(accounts)
+}
+
+/// Calls `f` with each record of `account`, decoded, in sequence order.
+/// Stops at the first error (including `f`'s).
+pub fn for_each_record(
+    conn: &Connection,
+    account: &str,
+    mut f: impl FnMut(StoredRecord) -> Result<(), AuditError>,
+) -> Result<(), AuditError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, hash, bytes FROM audit_records WHERE account = ?1 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([account])?;
+    while let Some(row) = rows.next()? {
+        let raw_seq: i64 = row.get(0)?;
+        let hash: Vec<u8> = row.get(1)?;
+        let bytes: Vec<u8> = row.get(2)?;
+        let corrupt = |detail: String| AuditError::Corrupt {
+            account: account.to_owned(),
+            detail,
+        };
+        let seq =
+            Seq::from_i64(raw_seq).ok_or_else(|| corrupt(format!("bad sequence {raw_seq}")))?;
+        let hash = ChainHash::from_slice(&hash)
+            .ok_or_else(|| corrupt(format!("record {seq} has a malformed hash")))?;
+        let record = record::decode(&bytes)
+            .map_err(|e| corrupt(format!("record {seq} does not decode: {e}")))?;
+        f(StoredRecord {
+            record,
+            seq,
+            hash,
+            bytes,
+        })?;
+    }
+    Ok(())
+}
+
+/// Every record of `account`, decoded, in sequence order.
+pub fn records(conn: &Connection, account: &str) -> Result<Vec<StoredRecord>, AuditError> {
+    let mut out = Vec::new();
+    for_each_record(conn, account, |r| {
+        out.push(r);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The number of records of each kind, for one account or (`None`) the
+/// whole store.
+pub fn count_by_kind(
+    conn: &Connection,
+    account: Option<&str>,
+) -> rusqlite::Result<BTreeMap<String, u64>> {
+    let mut counts = BTreeMap::new();
+    let mut add = |row: &rusqlite::Row<'_>| -> rusqlite::Result<()> {
+        let n: i64 = row.get(1)?;
+        counts.insert(row.get::<_, String>(0)?, u64::try_from(n).unwrap_or(0));
+        Ok(())
+    };
+    match account {
+        Some(account) => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT kind, COUNT(*) FROM audit_records WHERE account = ?1 GROUP BY kind",
+            )?;
+            let mut rows = stmt.query(params![account])?;
+            while let Some(row) = rows.next()? {
+                add(row)?;
+            }
+        }
+        None => {
+            let mut stmt =
+                conn.prepare_cached("SELECT kind, COUNT(*) FROM audit_records GROUP BY kind")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                add(row)?;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// The number of records, for one account or (`None`) the whole store.
+pub fn count(conn: &Connection, account: Option<&str>) -> rusqlite::Result<u64> {
+    let n: i64 = match account {
+        Some(account) => conn
+            .prepare_cached("SELECT COUNT(*) FROM audit_records WHERE account = ?1")?
+            .query_row([account], |row| row.get(0))?,
+        None => conn
+            .prepare_cached("SELECT COUNT(*) FROM audit_records")?
+            .query_row([], |row| row.get(0))?,
+    };
+    Ok(u64::try_from(n).unwrap_or(0))
+}

@@ -1,0 +1,530 @@
+//! Audit records: what the host hands in ([`RecordDraft`]), the canonical
+//! bytes a record is stored as, and the decoded form ([`Record`]).
+//!
+//! The byte format is specified in `docs/audit-format.md` ("Record bytes").
+//! Encoding happens once, when a record is appended; everything after that
+//! (verification, export) works on the stored bytes.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::AuditError;
+use super::chain::{ChainHash, Seq};
+
+/// The record format version, the first field of every record.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The largest record, in bytes, the log accepts.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+
+/// The longest account id, in bytes.
+pub const MAX_ACCOUNT_LEN: usize = 256;
+
+/// The longest record kind, in bytes.
+pub const MAX_KIND_LEN: usize = 64;
+
+/// One event to append to an account's chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordDraft {
+    /// The account whose chain gets the record (see [`valid_account`]).
+    pub account: String,
+    /// The event's time, in milliseconds since the Unix epoch (UTC).
+    pub time_ms: i64,
+    /// What happened: `sync`, `grant`, `modify`, `revoke`, `act`, `expire`,
+    /// `set_setting`, `invite`, ... (see [`valid_kind`]).
+    pub kind: String,
+    /// Who asked; `None` when the host itself acted (a sync, an expiry).
+    pub actor: Option<ActorRef>,
+    /// The request as the caller gave it.
+    pub request: Value,
+    /// The policy's decision; `None` for events no policy decided.
+    pub decision: Option<DecisionRecord>,
+    /// The effects applied, as a JSON array (empty on a deny).
+    pub effects: Value,
+    /// The policy module that decided.
+    pub policy: Option<PolicyRef>,
+    /// The exact input the policy was given, for replay.
+    pub input: Option<Value>,
+}
+
+/// Who asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ActorRef {
+    /// A customer user of the account.
+    User {
+        /// The user's id.
+        id: String,
+        /// The user's email address, when known.
+        email: Option<String>,
+    },
+    /// A vendor support agent.
+    Agent {
+        /// The agent's email address, as given.
+        email: String,
+    },
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The request was allowed.
+    Allow,
+    /// The request was denied.
+    Deny,
+}
+
+impl Verdict {
+    /// `allow` or `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
+/// A policy's decision, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRecord {
+    /// Allow or deny.
+    pub verdict: Verdict,
+    /// The rule that decided (for a deny, the one that failed).
+    pub rule: String,
+    /// The human-readable explanation.
+    pub message: String,
+    /// On an allow, the rules that applied.
+    pub rules: Vec<String>,
+}
+
+/// The policy module that decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRef {
+    /// BLAKE3 of the module's bytes, 64 lowercase hex digits.
+    pub digest: String,
+    /// The module's vendor id.
+    pub vendor: String,
+    /// The module's own version.
+    pub version: String,
+}
+
+/// A decoded record: the fields of its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// The format version ([`FORMAT_VERSION`]).
+    pub v: u32,
+    /// The account whose chain holds the record.
+    pub account: String,
+    /// Its position in that chain.
+    pub seq: u64,
+    /// The event's time, in milliseconds since the Unix epoch (UTC).
+    pub time_ms: i64,
+    /// What happened.
+    pub kind: String,
+    /// Who asked; `None` for the host itself.
+    pub actor: Option<ActorRef>,
+    /// The request as given.
+    pub request: Value,
+    /// The decision, if a policy decided.
+    pub decision: Option<DecisionRecord>,
+    /// The effects applied.
+    pub effects: Value,
+    /// The module that decided.
+    pub policy: Option<PolicyRef>,
+    /// The policy input, for replay.
+    pub input: Option<Value>,
+}
+
+/// A record as stored: its exact bytes, the chain hash after it, and its
+/// decoded fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    /// The decoded fields.
+    pub record: Record,
+    /// Its position in the chain.
+    pub seq: Seq,
+    /// The chain hash after it, as stored.
+    pub hash: ChainHash,
+    /// The exact bytes that were hashed.
+    pub bytes: Vec<u8>,
+}
+
+/// Whether `account` can name a chain: 1 to [`MAX_ACCOUNT_LEN`] bytes of
+/// printable ASCII other than space, `"` and `\`.
+pub fn valid_account(account: &str) -> bool {
+    !account.is_empty()
+        && account.len() <= MAX_ACCOUNT_LEN
+        && account
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+/// Whether `kind` can be a record kind: 1 to [`MAX_KIND_LEN`] bytes of
+/// lowercase ASCII letters, digits, `_`, `-` and `.`.
+pub fn valid_kind(kind: &str) -> bool {
+    !kind.is_empty()
+        && kind.len() <= MAX_KIND_LEN
+        && kind.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+        })
+}
+
+/// The bytes every record of `account` at `seq` begins with:
+/// `{"v":1,"account":"<account>","seq":<seq>,"time_ms":`.
+///
+/// `account` must satisfy [`valid_account`] (no escaping is needed then).
+pub fn header_prefix(out: &mut Vec<u8>, account: &str, seq: u64) {
+    out.extend_from_slice(b"{\"v\":1,\"account\":\"");
+    out.extend_from_slice(account.as_bytes());
+    out.extend_from_slice(b"\",\"seq\":");
+    push_u64(out, seq);
+    out.extend_from_slice(b",\"time_ms\":");
+}
+
+/// The header prefix followed by the time and kind:
+/// `{"v":1,"account":"<account>","seq":<seq>,"time_ms":<time>,"kind":"<kind>",`.
+pub fn full_prefix(out: &mut Vec<u8>, account: &str, seq: u64, time_ms: i64, kind: &str) {
+    header_prefix(out, account, seq);
+    push_i64(out, time_ms);
+    out.extend_from_slice(b",\"kind\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",");
+}
+
+fn push_u64(out: &mut Vec<u8>, value: u64) {
+    let mut buf = itoa_buf();
+    let text = fmt_u64(&mut buf, value);
+    out.extend_from_slice(text);
+}
+
+fn push_i64(out: &mut Vec<u8>, value: i64) {
+    if value < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, value.unsigned_abs());
+}
+
+fn itoa_buf() -> [u8; 20] {
+    [0u8; 20]
+}
+
+/// Formats `value` in decimal into the end of `buf`, returning the digits.
+fn fmt_u64(buf: &mut [u8; 20], mut value: u64) -> &[u8] {
+    let mut start = buf.len();
+    for slot in buf.iter_mut().rev() {
+        // `value % 10` is a single digit.
+        *slot = b'0' + u8::try_from(value % 10).unwrap_or(0);
+        value /= 10;
+        start -= 1;
+        if value == 0 {
+            break;
+        }
+    }
+    buf.get(start..).unwrap_or_default()
+}
+
+/// Encodes a draft as the canonical bytes of record `seq` of its account.
+pub fn encode(draft: &RecordDraft, seq: Seq) -> Result<Vec<u8>, AuditError> {
+    if !valid_account(&draft.account) {
+        return Err(AuditError::InvalidAccount(draft.account.clone()));
+    }
+    if !valid_kind(&draft.kind) {
+        return Err(AuditError::InvalidKind(draft.kind.clone()));
+    }
+    if !draft.effects.is_array() {
+        return Err(AuditError::InvalidDraft(
+            "the effects are not a JSON array".into(),
+        ));
+    }
+    if let Some(policy) = &draft.policy {
+        let hex_ok = policy.digest.len() == 64
+            && policy
+                .digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex_ok {
+            return Err(AuditError::InvalidDraft(format!(
+                "policy digest `{}` is not 64 lowercase hex digits",
+                policy.digest
+            )));
+        }
+    }
+
+    let mut out = Vec::with_capacity(512);
+    full_prefix(
+        &mut out,
+        &draft.account,
+        seq.get(),
+        draft.time_ms,
+        &draft.kind,
+    );
+    out.extend_from_slice(b"\"actor\":");
+    match &draft.actor {
+        None => out.extend_from_slice(b"null"),
+        Some(ActorRef::User { id, email }) => {
+            out.extend_from_slice(b"{\"type\":\"user\",\"id\":");
+            write_str(&mut out, id);
+            out.extend_from_slice(b",\"email\":");
+            match email {
+                Some(email) => write_str(&mut out, email),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.push(b'}');
+        }
+        Some(ActorRef::Agent { email }) => {
+            out.extend_from_slice(b"{\"type\":\"agent\",\"email\":");
+            write_str(&mut out, email);
+            out.push(b'}');
+        }
+    }
+    out.extend_from_slice(b",\"request\":");
+    write_value(&mut out, &draft.request);
+    out.extend_from_slice(b",\"decision\":");
+    match &draft.decision {
+        None => out.extend_from_slice(b"null"),
+        Some(decision) => {
+            out.extend_from_slice(b"{\"verdict\":\"");
+            out.extend_from_slice(decision.verdict.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"rule\":");
+            write_str(&mut out, &decision.rule);
+            out.extend_from_slice(b",\"message\":");
+            write_str(&mut out, &decision.message);
+            out.extend_from_slice(b",\"rules\":[");
+            for (i, rule) in decision.rules.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(&mut out, rule);
+            }
+            out.extend_from_slice(b"]}");
+        }
+    }
+    out.extend_from_slice(b",\"effects\":");
+    write_value(&mut out, &draft.effects);
+    out.extend_from_slice(b",\"policy\":");
+    match &draft.policy {
+        None => out.extend_from_slice(b"null"),
+        Some(policy) => {
+            out.extend_from_slice(b"{\"digest\":");
+            write_str(&mut out, &policy.digest);
+            out.extend_from_slice(b",\"vendor\":");
+            write_str(&mut out, &policy.vendor);
+            out.extend_from_slice(b",\"version\":");
+            write_str(&mut out, &policy.version);
+            out.push(b'}');
+        }
+    }
+    out.extend_from_slice(b",\"input\":");
+    match &draft.input {
+        None => out.extend_from_slice(b"null"),
+        Some(input) => write_value(&mut out, input),
+    }
+    out.push(b'}');
+
+    if out.len() > MAX_RECORD_BYTES {
+        return Err(AuditError::TooLarge {
+            account: draft.account.clone(),
+            size: out.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// Writes a JSON value canonically: no whitespace, object members sorted by
+/// the UTF-8 bytes of their keys, strings as in [`write_str`], numbers as
+/// `serde_json` prints them.
+pub fn write_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(number) => {
+            let mut text = String::new();
+            // Writing to a String cannot fail.
+            let _ = write!(text, "{number}");
+            out.extend_from_slice(text.as_bytes());
+        }
+        Value::String(text) => write_str(out, text),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(members) => {
+            let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
+            sorted.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (key, item)) in sorted.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, key);
+                out.push(b':');
+                write_value(out, item);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// Writes a JSON string: `"` and `\` escaped with a backslash, U+0008, U+0009,
+/// U+000A, U+000C and U+000D as `\b`, `\t`, `\n`, `\f`, `\r`, the other
+/// control characters below U+0020 as `\u00xx` (lowercase hex), everything
+/// else as its UTF-8 bytes.
+pub fn write_str(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            0x08 => Some(b"\\b"),
+            0x09 => Some(b"\\t"),
+            0x0a => Some(b"\\n"),
+            0x0c => Some(b"\\f"),
+            0x0d => Some(b"\\r"),
+            _ => None,
+        };
+        if escape.is_none() && b >= 0x20 {
+            continue;
+        }
+        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        match escape {
+            Some(seq) => out.extend_from_slice(seq),
+            None => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'));
+                out.push(HEX.get(usize::from(b & 0xf)).copied().unwrap_or(b'0'));
+            }
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    out.push(b'"');
+}
+
+/// Decodes a record's bytes into its fields.
+pub fn decode(bytes: &[u8]) -> Result<Record, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+/// The account and sequence number a record's bytes claim, read leniently
+/// (for diagnosing a record that does not begin with its canonical header).
+pub(crate) fn claimed_position(bytes: &[u8]) -> Option<(String, u64)> {
+    #[derive(Deserialize)]
+    struct Claim {
+        account: String,
+        seq: u64,
+    }
+    serde_json::from_slice::<Claim>(bytes)
+        .ok()
+        .map(|c| (c.account, c.seq))
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn draft() -> RecordDraft {
+        RecordDraft {
+            account: "acme".into(),
+            time_ms: 1_700_000_000_000,
+            kind: "grant".into(),
+            actor: Some(ActorRef::User {
+                id: "u1".into(),
+                email: Some("ann@acme.test".into()),
+            }),
+            request: json!({"z": 1, "a": [true, null, "x\"\n\u{1}é"], "m": {"b": 2, "a": 1.5}}),
+            decision: Some(DecisionRecord {
+                verdict: Verdict::Allow,
+                rule: "CEL-WHO".into(),
+                message: "ok".into(),
+                rules: vec!["CEL-WHO".into(), "CEL-PLAN".into()],
+            }),
+            effects: json!([]),
+            policy: Some(PolicyRef {
+                digest: "ab".repeat(32),
+                vendor: "celigo".into(),
+                version: "0.1.0".into(),
+            }),
+            input: None,
+        }
+    }
+
+    #[test]
+    fn encoding_is_canonical_and_decodes() {
+        let bytes = encode(&draft(), Seq::FIRST).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with(
+            r#"{"v":1,"account":"acme","seq":1,"time_ms":1700000000000,"kind":"grant","actor":{"type":"user","id":"u1","email":"ann@acme.test"},"request":{"a":[true,null,"x\"\n\u0001é"],"m":{"a":1.5,"b":2},"z":1},"#
+        ));
+        let record = decode(&bytes).unwrap();
+        assert_eq!(record.account, "acme");
+        assert_eq!(record.decision.unwrap().rules.len(), 2);
+        // Agrees with serde_json's own compact writer on sorted input.
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        let mut again = Vec::new();
+        write_value(&mut again, &value);
+        assert_eq!(again.len(), bytes.len());
+    }
+
+    #[test]
+    fn negative_time_and_prefix() {
+        let mut d = draft();
+        d.time_ms = -5;
+        let bytes = encode(&d, Seq::new(42).unwrap()).unwrap();
+        let mut prefix = Vec::new();
+        full_prefix(&mut prefix, "acme", 42, -5, "grant");
+        assert!(bytes.starts_with(&prefix));
+        assert_eq!(claimed_position(&bytes), Some(("acme".into(), 42)));
+    }
+
+    #[test]
+    fn rejects_bad_drafts() {
+        let mut d = draft();
+        d.account = "a b".into();
+        assert!(matches!(
+            encode(&d, Seq::FIRST),
+            Err(AuditError::InvalidAccount(_))
+        ));
+        let mut d = draft();
+        d.kind = "Grant".into();
+        assert!(matches!(
+            encode(&d, Seq::FIRST),
+            Err(AuditError::InvalidKind(_))
+        ));
+        let mut d = draft();
+        d.effects = json!({});
+        assert!(encode(&d, Seq::FIRST).is_err());
+        let mut d = draft();
+        d.policy.as_mut().unwrap().digest = "AB".repeat(32);
+        assert!(encode(&d, Seq::FIRST).is_err());
+    }
+
+    #[test]
+    fn u64_formatting() {
+        for v in [0u64, 7, 10, 99, 12345, u64::MAX] {
+            let mut out = Vec::new();
+            push_u64(&mut out, v);
+            assert_eq!(out, v.to_string().into_bytes());
+        }
+        let mut out = Vec::new();
+        push_i64(&mut out, i64::MIN);
+        assert_eq!(out, i64::MIN.to_string().into_bytes());
+    }
+}
