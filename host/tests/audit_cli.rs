@@ -1,0 +1,330 @@
+//! `chaperone init` and `chaperone audit verify|export|checkpoint`, driven as
+//! an auditor would: exit codes, the lines they print, `--json`.
+
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chaperone::audit::AuditError;
+use chaperone::store::{RecordDraft, Store};
+use serde_json::{Value, json};
+
+fn chaperone(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chaperone"))
+        .args(args)
+        .env_remove("CHAPERONE_DB")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().unwrap()
+}
+
+struct Dir {
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new() -> Dir {
+        Dir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn arg(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+/// `chaperone init`, then 5 records in `acme` and 3 in `globex`.
+fn store_with_records(dir: &Dir) -> PathBuf {
+    let db = dir.path("audit.db");
+    let init = chaperone(&["init", "--db", &dir.arg("audit.db")]);
+    assert_eq!(code(&init), 0, "{init:?}");
+    let store = Store::open(&db).unwrap();
+    for (account, count) in [("acme", 5), ("globex", 3)] {
+        store
+            .write(move |tx| {
+                for n in 0..count {
+                    tx.append(&RecordDraft {
+                        account: account.into(),
+                        time_ms: 1_700_000_000_000 + n,
+                        kind: "sync".into(),
+                        actor: None,
+                        request: json!({"step": "user", "n": n}),
+                        decision: None,
+                        effects: json!([]),
+                        policy: None,
+                        input: None,
+                    })?;
+                }
+                Ok::<_, AuditError>(())
+            })
+            .unwrap();
+    }
+    db
+}
+
+fn tamper(db: &Path, sql: &str) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER audit_records_no_update; DROP TRIGGER audit_records_no_delete;
+         DROP TRIGGER audit_checkpoints_no_delete;",
+    )
+    .unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
+#[test]
+fn init_creates_a_store_and_its_key_pair_once() {
+    let dir = Dir::new();
+    let init = chaperone(&["init", "--db", &dir.arg("x.db")]);
+    assert_eq!(code(&init), 0);
+    assert!(stdout(&init).contains("created store"));
+    assert!(dir.path("x.db").exists() && dir.path("x.db.pub").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path("x.db.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = chaperone(&["init", "--db", &dir.arg("x.db")]);
+    assert_eq!(code(&again), 2);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+#[test]
+fn verify_passes_then_names_the_bad_record() {
+    let dir = Dir::new();
+    let db = store_with_records(&dir);
+    let ok = chaperone(&["audit", "verify", "--db", &dir.arg("audit.db")]);
+    assert_eq!(code(&ok), 0, "{ok:?}");
+    assert_eq!(
+        stdout(&ok).trim(),
+        "ok: verified 2 accounts, 8 records, 0 checkpoints"
+    );
+
+    tamper(
+        &db,
+        "DELETE FROM audit_records WHERE account = 'acme' AND seq = 3",
+    );
+    let bad = chaperone(&["audit", "verify", "--db", &dir.arg("audit.db")]);
+    assert_eq!(code(&bad), 1);
+    let text = stdout(&bad);
+    assert!(text.contains("FAIL account `acme` record 3: gap"), "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("FAILED: 1 problem"),
+        "{text}"
+    );
+
+    let json = chaperone(&["audit", "verify", "--db", &dir.arg("audit.db"), "--json"]);
+    assert_eq!(code(&json), 1);
+    let report: Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["failures"][0]["account"], "acme");
+    assert_eq!(report["failures"][0]["seq"], 3);
+    assert_eq!(report["failures"][0]["reason"], "gap");
+
+    let globex = chaperone(&[
+        "audit",
+        "verify",
+        "--db",
+        &dir.arg("audit.db"),
+        "--account",
+        "globex",
+    ]);
+    assert_eq!(code(&globex), 0);
+}
+
+#[test]
+fn a_checkpoint_kept_outside_shows_a_cut_tail() {
+    let dir = Dir::new();
+    let db = store_with_records(&dir);
+    let cp = chaperone(&[
+        "audit",
+        "checkpoint",
+        "--db",
+        &dir.arg("audit.db"),
+        "--out",
+        &dir.arg("cp.txt"),
+    ]);
+    assert_eq!(code(&cp), 0, "{cp:?}");
+    assert!(stdout(&cp).contains("wrote a checkpoint of 2 chains"));
+    let note = std::fs::read_to_string(dir.path("cp.txt")).unwrap();
+    assert!(note.contains("\nhead acme 5 "), "{note}");
+
+    tamper(
+        &db,
+        "DELETE FROM audit_records WHERE account = 'acme' AND seq > 3;
+         UPDATE audit_heads SET seq = 3, hash = (SELECT hash FROM audit_records WHERE account = 'acme' AND seq = 3) WHERE account = 'acme';
+         DELETE FROM audit_checkpoints;",
+    );
+    // Inside the store, nothing shows any more...
+    let inside = chaperone(&["audit", "verify", "--db", &dir.arg("audit.db")]);
+    assert_eq!(code(&inside), 0);
+    // ...but the checkpoint kept outside does.
+    let outside = chaperone(&[
+        "audit",
+        "verify",
+        "--db",
+        &dir.arg("audit.db"),
+        "--checkpoint",
+        &dir.arg("cp.txt"),
+    ]);
+    assert_eq!(code(&outside), 1);
+    assert!(
+        stdout(&outside).contains("account `acme` record 4: truncated"),
+        "{}",
+        stdout(&outside)
+    );
+}
+
+#[test]
+fn checkpoint_prints_a_signed_note() {
+    let dir = Dir::new();
+    store_with_records(&dir);
+    let cp = chaperone(&["audit", "checkpoint", "--db", &dir.arg("audit.db")]);
+    assert_eq!(code(&cp), 0);
+    let note = stdout(&cp);
+    let lines: Vec<&str> = note.lines().collect();
+    assert!(lines[0].starts_with("chaperone/"));
+    assert_eq!(lines[1], "2");
+    assert!(lines[3].starts_with("time "));
+    assert!(lines.last().unwrap().starts_with("\u{2014} chaperone/"));
+    let missing = chaperone(&["audit", "checkpoint", "--db", &dir.arg("nope.db")]);
+    assert_eq!(code(&missing), 2);
+    assert!(!dir.path("nope.db").exists());
+}
+
+#[test]
+fn an_export_verifies_offline_and_a_changed_one_does_not() {
+    let dir = Dir::new();
+    store_with_records(&dir);
+    assert_eq!(
+        code(&chaperone(&[
+            "audit",
+            "checkpoint",
+            "--db",
+            &dir.arg("audit.db")
+        ])),
+        0
+    );
+    let export = chaperone(&[
+        "audit",
+        "export",
+        "--account",
+        "acme",
+        "--db",
+        &dir.arg("audit.db"),
+        "--out",
+        &dir.arg("acme.jsonl"),
+    ]);
+    assert_eq!(code(&export), 0, "{export:?}");
+    assert!(stdout(&export).contains(
+        "exported 5 records of account `acme` with the latest checkpoint and the inclusion proof"
+    ));
+
+    // Offline: only the export and the public key, no store.
+    std::fs::copy(dir.path("audit.db.pub"), dir.path("log.pub")).unwrap();
+    std::fs::remove_file(dir.path("audit.db")).unwrap();
+    let args = |file: &str| {
+        vec![
+            "audit".to_owned(),
+            "verify".into(),
+            "--export".into(),
+            dir.arg(file),
+            "--pubkey".into(),
+            dir.arg("log.pub"),
+        ]
+    };
+    let run = |file: &str| {
+        let args = args(file);
+        chaperone(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let ok = run("acme.jsonl");
+    assert_eq!(code(&ok), 0, "{ok:?}");
+    assert_eq!(
+        stdout(&ok).trim(),
+        "ok: verified 1 account, 5 records, 1 checkpoint"
+    );
+
+    let text = std::fs::read_to_string(dir.path("acme.jsonl")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.remove(2); // record 2
+    std::fs::write(dir.path("cut.jsonl"), lines.join("\n") + "\n").unwrap();
+    let bad = run("cut.jsonl");
+    assert_eq!(code(&bad), 1);
+    assert!(
+        stdout(&bad).contains("account `acme` record 2: gap"),
+        "{}",
+        stdout(&bad)
+    );
+
+    let usage = chaperone(&["audit", "verify", "--export", &dir.arg("acme.jsonl")]);
+    assert_eq!(code(&usage), 2);
+}
+
+#[test]
+fn errors_are_usage_errors_not_verdicts() {
+    let dir = Dir::new();
+    let missing = chaperone(&["audit", "verify", "--db", &dir.arg("nope.db")]);
+    assert_eq!(code(&missing), 2);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no store at"));
+    let export = chaperone(&[
+        "audit",
+        "export",
+        "--db",
+        &dir.arg("nope.db"),
+        "--account",
+        "acme",
+    ]);
+    assert_eq!(code(&export), 2);
+    store_with_records(&dir);
+    let unknown = chaperone(&[
+        "audit",
+        "export",
+        "--db",
+        &dir.arg("audit.db"),
+        "--account",
+        "nobody",
+    ]);
+    assert_eq!(code(&unknown), 2);
+    // A checkpoint signed with another key than the one given.
+    assert_eq!(
+        code(&chaperone(&[
+            "audit",
+            "checkpoint",
+            "--db",
+            &dir.arg("audit.db")
+        ])),
+        0
+    );
+    let other = chaperone(&["init", "--db", &dir.arg("other.db")]);
+    assert_eq!(code(&other), 0);
+    let wrong_key = chaperone(&[
+        "audit",
+        "verify",
+        "--db",
+        &dir.arg("audit.db"),
+        "--pubkey",
+        &dir.arg("other.db.pub"),
+    ]);
+    assert_eq!(code(&wrong_key), 1);
+    assert!(stdout(&wrong_key).contains("bad signature"));
+}
