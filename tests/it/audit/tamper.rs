@@ -1,0 +1,513 @@
+//! Each kind of tampering the log must detect, and the record and reason it
+//! names.
+
+use chaperone::audit::chain::{self, ChainHash};
+use chaperone::audit::checkpoint::Checkpoint;
+use chaperone::audit::keys::{self, Signer};
+use chaperone::audit::record;
+use chaperone::audit::verify::{ExternalCheckpoint, VerifyOptions};
+use chaperone::audit::{ChainHead, Seq};
+use rusqlite::{Connection, params};
+
+use super::{draft, failure, populated, raw, verify, verify_with};
+
+fn bytes_of(conn: &Connection, account: &str, seq: i64) -> Vec<u8> {
+    conn.query_row(
+        "SELECT bytes FROM audit_records WHERE account = ?1 AND seq = ?2",
+        params![account, seq],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
+fn hash_of(conn: &Connection, account: &str, seq: i64) -> ChainHash {
+    let hash: Vec<u8> = conn
+        .query_row(
+            "SELECT hash FROM audit_records WHERE account = ?1 AND seq = ?2",
+            params![account, seq],
+            |row| row.get(0),
+        )
+        .unwrap();
+    ChainHash::from_slice(&hash).unwrap()
+}
+
+/// Moves rows `from..` of `account` up by one position.
+fn shift_up(conn: &Connection, account: &str, from: i64) {
+    let max: i64 = conn
+        .query_row(
+            "SELECT MAX(seq) FROM audit_records WHERE account = ?1",
+            [account],
+            |row| row.get(0),
+        )
+        .unwrap();
+    for seq in (from..=max).rev() {
+        conn.execute(
+            "UPDATE audit_records SET seq = seq + 1 WHERE account = ?1 AND seq = ?2",
+            params![account, seq],
+        )
+        .unwrap();
+    }
+}
+
+fn set_head(conn: &Connection, account: &str, seq: i64) {
+    let hash = hash_of(conn, account, seq);
+    conn.execute(
+        "UPDATE audit_heads SET seq = ?2, hash = ?3 WHERE account = ?1",
+        params![account, seq, hash.as_bytes().as_slice()],
+    )
+    .unwrap();
+}
+
+fn insert(conn: &Connection, account: &str, seq: i64, bytes: &[u8], hash: &ChainHash) {
+    let d = record::decode(bytes).unwrap();
+    conn.execute(
+        "INSERT INTO audit_records (account, seq, time_ms, kind, hash, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![account, seq, d.time_ms, d.kind, hash.as_bytes().as_slice(), bytes],
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_untouched_log_verifies() {
+    let fixture = populated();
+    let report = verify(&fixture.path);
+    assert!(report.is_ok(), "{report:#?}");
+    assert_eq!(
+        (report.accounts, report.records, report.checkpoints),
+        (3, 20, 2)
+    );
+    assert!(
+        report
+            .summary()
+            .starts_with("ok: verified 3 accounts, 20 records, 2 checkpoints")
+    );
+}
+
+#[test]
+fn one_changed_byte_is_a_hash_mismatch_at_that_record() {
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    let mut bytes = bytes_of(&conn, "acme", 5);
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x01;
+    conn.execute(
+        "UPDATE audit_records SET bytes = ?1 WHERE account = 'acme' AND seq = 5",
+        [&bytes],
+    )
+    .unwrap();
+    let report = verify(&fixture.path);
+    assert_eq!(failure(&report, "acme"), (5, "hash-mismatch"));
+    assert_eq!(report.failures.len(), 1, "{report:#?}");
+    assert!(
+        report
+            .summary()
+            .contains("account `acme` record 5: hash mismatch")
+    );
+}
+
+#[test]
+fn a_changed_stored_hash_is_a_hash_mismatch_at_that_record() {
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    conn.execute(
+        "UPDATE audit_records SET hash = zeroblob(32) WHERE account = 'globex' AND seq = 2",
+        [],
+    )
+    .unwrap();
+    assert_eq!(
+        failure(&verify(&fixture.path), "globex"),
+        (2, "hash-mismatch")
+    );
+}
+
+#[test]
+fn a_deleted_record_is_a_gap() {
+    let fixture = populated();
+    raw(&fixture.path)
+        .execute(
+            "DELETE FROM audit_records WHERE account = 'acme' AND seq = 4",
+            [],
+        )
+        .unwrap();
+    assert_eq!(failure(&verify(&fixture.path), "acme"), (4, "gap"));
+}
+
+#[test]
+fn a_deleted_record_with_the_rest_renumbered_is_a_gap() {
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    conn.execute(
+        "DELETE FROM audit_records WHERE account = 'acme' AND seq = 4",
+        [],
+    )
+    .unwrap();
+    for seq in 5..=10 {
+        conn.execute(
+            "UPDATE audit_records SET seq = seq - 1 WHERE account = 'acme' AND seq = ?1",
+            [seq],
+        )
+        .unwrap();
+    }
+    set_head(&conn, "acme", 9);
+    assert_eq!(failure(&verify(&fixture.path), "acme"), (4, "gap"));
+}
+
+#[test]
+fn an_inserted_record_with_a_valid_hash_is_named() {
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    shift_up(&conn, "acme", 5);
+    // A forger who knows the format: header for seq 5, hash chained from 4.
+    let bytes = record::encode(&draft("acme", 77), Seq::new(5).unwrap()).unwrap();
+    let hash = chain::link(&hash_of(&conn, "acme", 4), &bytes);
+    insert(&conn, "acme", 5, &bytes, &hash);
+    set_head(&conn, "acme", 11);
+    assert_eq!(failure(&verify(&fixture.path), "acme"), (5, "inserted"));
+}
+
+#[test]
+fn an_inserted_record_with_a_wrong_hash_is_named() {
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    shift_up(&conn, "acme", 5);
+    let bytes = record::encode(&draft("acme", 77), Seq::new(5).unwrap()).unwrap();
+    insert(&conn, "acme", 5, &bytes, &ChainHash::from_bytes([7; 32]));
+    set_head(&conn, "acme", 11);
+    assert_eq!(failure(&verify(&fixture.path), "acme"), (5, "inserted"));
+}
+
+fn swap(conn: &Connection, account: &str, a: i64, b: i64) {
+    conn.execute(
+        "UPDATE audit_records SET seq = -1 WHERE account = ?1 AND seq = ?2",
+        params![account, a],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE audit_records SET seq = ?2 WHERE account = ?1 AND seq = ?3",
+        params![account, a, b],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE audit_records SET seq = ?2 WHERE account = ?1 AND seq = -1",
+        params![account, b],
+    )
+    .unwrap();
+}
+
+#[test]
+fn two_swapped_records_are_a_reordering() {
+    let fixture = populated();
+    swap(&raw(&fixture.path), "acme", 6, 7);
+    let report = verify(&fixture.path);
+    assert_eq!(failure(&report, "acme"), (6, "reordered"));
+    assert!(report.failures[0].to_string().contains("is record 7"));
+
+    let fixture = populated();
+    swap(&raw(&fixture.path), "globex", 2, 5);
+    assert_eq!(failure(&verify(&fixture.path), "globex"), (2, "reordered"));
+}
+
+/// Cuts `acme` to 7 records, consistently (the store's head follows).
+fn truncate_acme(conn: &Connection) {
+    conn.execute(
+        "DELETE FROM audit_records WHERE account = 'acme' AND seq > 7",
+        [],
+    )
+    .unwrap();
+    set_head(conn, "acme", 7);
+}
+
+#[test]
+fn a_cut_tail_is_invisible_without_a_checkpoint() {
+    // The limitation checkpoints exist for: a consistent cut leaves a valid
+    // chain.
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    truncate_acme(&conn);
+    conn.execute("DELETE FROM audit_checkpoints", []).unwrap();
+    drop(conn);
+    assert!(verify(&fixture.path).is_ok());
+}
+
+#[test]
+fn a_cut_tail_is_detected_against_a_stored_checkpoint() {
+    let fixture = populated();
+    truncate_acme(&raw(&fixture.path));
+    let report = verify(&fixture.path);
+    assert_eq!(failure(&report, "acme"), (8, "truncated"));
+    assert!(report.failures[0].to_string().contains("checkpoint #2"));
+}
+
+#[test]
+fn a_cut_tail_is_detected_against_a_checkpoint_kept_elsewhere() {
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    let note: String = conn
+        .query_row(
+            "SELECT note FROM audit_checkpoints ORDER BY id DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    truncate_acme(&conn);
+    conn.execute("DELETE FROM audit_checkpoints", []).unwrap();
+    drop(conn);
+    let options = VerifyOptions {
+        checkpoints: vec![ExternalCheckpoint {
+            label: "checkpoint file `kept.txt`".into(),
+            note,
+        }],
+        ..VerifyOptions::default()
+    };
+    let report = verify_with(&fixture.path, options);
+    assert_eq!(failure(&report, "acme"), (8, "truncated"));
+    assert!(report.failures[0].to_string().contains("kept.txt"));
+}
+
+#[test]
+fn a_tail_cut_without_moving_the_head_is_detected_by_the_head() {
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    conn.execute(
+        "DELETE FROM audit_records WHERE account = 'initech' AND seq > 2",
+        [],
+    )
+    .unwrap();
+    conn.execute("DELETE FROM audit_checkpoints", []).unwrap();
+    drop(conn);
+    assert_eq!(failure(&verify(&fixture.path), "initech"), (3, "truncated"));
+}
+
+/// Rewrites `acme` from record 3 on, consistently: new content, every hash
+/// recomputed, the head updated.
+fn rewrite_acme(conn: &Connection) {
+    let mut prev = hash_of(conn, "acme", 2);
+    for seq in 3..=10_i64 {
+        let mut d = draft("acme", u64::try_from(seq).unwrap());
+        d.request = serde_json::json!({"rewritten": true});
+        let bytes = record::encode(&d, Seq::new(u64::try_from(seq).unwrap()).unwrap()).unwrap();
+        let hash = chain::link(&prev, &bytes);
+        conn.execute(
+            "UPDATE audit_records SET bytes = ?3, hash = ?4 WHERE account = ?1 AND seq = ?2",
+            params!["acme", seq, bytes, hash.as_bytes().as_slice()],
+        )
+        .unwrap();
+        prev = hash;
+    }
+    set_head(conn, "acme", 10);
+}
+
+#[test]
+fn a_consistently_rewritten_chain_is_detected_by_the_signed_checkpoint() {
+    let fixture = populated();
+    rewrite_acme(&raw(&fixture.path));
+    // The first checkpoint signed acme's head at record 3, the first
+    // rewritten record.
+    let report = verify(&fixture.path);
+    assert_eq!(failure(&report, "acme"), (3, "checkpoint-mismatch"));
+    assert_eq!(report.failures.len(), 1);
+}
+
+#[test]
+fn a_rewritten_chain_with_rewritten_checkpoints_fails_their_signatures() {
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    let old: Vec<(i64, String)> = {
+        let mut stmt = conn
+            .prepare("SELECT id, note FROM audit_checkpoints")
+            .unwrap();
+        stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let old_head3 = hash_of(&conn, "acme", 3).to_hex();
+    let old_head10 = hash_of(&conn, "acme", 10).to_hex();
+    rewrite_acme(&conn);
+    let new_head3 = hash_of(&conn, "acme", 3).to_hex();
+    let new_head10 = hash_of(&conn, "acme", 10).to_hex();
+    for (id, note) in old {
+        // The attacker puts the new heads in the notes, but cannot sign them.
+        let note = note
+            .replace(&old_head3, &new_head3)
+            .replace(&old_head10, &new_head10);
+        conn.execute(
+            "UPDATE audit_checkpoints SET note = ?2 WHERE id = ?1",
+            params![id, note],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let report = verify(&fixture.path);
+    assert!(!report.is_ok());
+    let codes: Vec<_> = report.failures.iter().map(|f| f.problem.code()).collect();
+    assert_eq!(codes, ["bad-signature", "bad-signature"], "{report:#?}");
+    assert!(report.summary().starts_with("FAILED"));
+}
+
+#[test]
+fn a_record_moved_to_another_account_is_named_in_both() {
+    let fixture = populated();
+    raw(&fixture.path)
+        .execute(
+            "UPDATE audit_records SET account = 'globex', seq = 7 WHERE account = 'acme' AND seq = 5",
+            [],
+        )
+        .unwrap();
+    let report = verify(&fixture.path);
+    assert_eq!(failure(&report, "globex"), (7, "wrong-account"));
+    assert!(
+        report
+            .failure_for("globex")
+            .unwrap()
+            .to_string()
+            .contains("`acme`")
+    );
+    assert_eq!(failure(&report, "acme"), (5, "gap"));
+}
+
+#[test]
+fn a_record_copied_into_another_chain_with_a_valid_hash_is_named() {
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    let bytes = bytes_of(&conn, "acme", 5);
+    let hash = chain::link(&hash_of(&conn, "initech", 4), &bytes);
+    insert(&conn, "initech", 5, &bytes, &hash);
+    set_head(&conn, "initech", 5);
+    assert_eq!(
+        failure(&verify(&fixture.path), "initech"),
+        (5, "wrong-account")
+    );
+}
+
+#[test]
+fn a_changed_index_column_is_named() {
+    let fixture = populated();
+    raw(&fixture.path)
+        .execute(
+            "UPDATE audit_records SET kind = 'sync' WHERE account = 'acme' AND seq = 2",
+            [],
+        )
+        .unwrap();
+    assert_eq!(
+        failure(&verify(&fixture.path), "acme"),
+        (2, "index-mismatch")
+    );
+}
+
+fn signer(fixture: &super::Fixture) -> Signer {
+    keys::load_signer(&fixture.path).unwrap().unwrap()
+}
+
+fn heads(conn: &Connection) -> Vec<(String, ChainHead)> {
+    chaperone::audit::read::heads(conn).unwrap()
+}
+
+#[test]
+fn a_newer_checkpoint_whose_head_went_back_is_a_fork() {
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    // Whoever holds the key signs a later checkpoint in which acme is shorter.
+    let mut forked = heads(&conn);
+    forked[0].1 = ChainHead {
+        seq: Seq::new(6).unwrap(),
+        hash: hash_of(&conn, "acme", 6),
+    };
+    let cp = Checkpoint::sign(&signer(&fixture), 1_700_000_950_000, forked);
+    let options = VerifyOptions {
+        checkpoints: vec![ExternalCheckpoint {
+            label: "checkpoint file `later.txt`".into(),
+            note: cp.note,
+        }],
+        ..VerifyOptions::default()
+    };
+    let report = verify_with(&fixture.path, options);
+    assert_eq!(failure(&report, "acme"), (10, "fork"));
+    let text = report.failure_for("acme").unwrap().to_string();
+    assert!(
+        text.contains("later.txt") && text.contains("went back"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_newer_checkpoint_with_another_hash_at_the_same_head_is_a_fork() {
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    let mut forked = heads(&conn);
+    forked[1].1.hash = ChainHash::from_bytes([9; 32]);
+    let cp = Checkpoint::sign(&signer(&fixture), 1_700_000_950_000, forked);
+    conn.execute(
+        "INSERT INTO audit_checkpoints (time_ms, tree_size, root, note) VALUES (?1, 3, ?2, ?3)",
+        params![cp.time_ms, cp.root.as_bytes().as_slice(), cp.note],
+    )
+    .unwrap();
+    drop(conn);
+    // globex's head (6) is named twice with different hashes; the chain
+    // itself matches the older one, so the newer is both a fork and wrong.
+    let report = verify(&fixture.path);
+    assert_eq!(failure(&report, "globex"), (6, "fork"));
+}
+
+#[test]
+fn a_checkpoint_signed_by_another_key_is_a_bad_signature() {
+    let fixture = populated();
+    let impostor = Signer::from_seed(signer(&fixture).name(), [1; 32]).unwrap();
+    let conn = raw(&fixture.path);
+    let cp = Checkpoint::sign(&impostor, 1_700_000_950_000, heads(&conn));
+    drop(conn);
+    let options = VerifyOptions {
+        checkpoints: vec![ExternalCheckpoint {
+            label: "checkpoint file `impostor.txt`".into(),
+            note: cp.note,
+        }],
+        ..VerifyOptions::default()
+    };
+    let report = verify_with(&fixture.path, options);
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures[0].problem.code(), "bad-signature");
+    assert_eq!(report.failures[0].account, None);
+}
+
+#[test]
+fn one_account_can_be_verified_alone() {
+    let fixture = populated();
+    raw(&fixture.path)
+        .execute(
+            "DELETE FROM audit_records WHERE account = 'acme' AND seq = 2",
+            [],
+        )
+        .unwrap();
+    let only = |account: &str| {
+        verify_with(
+            &fixture.path,
+            VerifyOptions {
+                account: Some(account.into()),
+                ..VerifyOptions::default()
+            },
+        )
+    };
+    let globex = only("globex");
+    assert!(globex.is_ok());
+    assert_eq!((globex.accounts, globex.records), (1, 6));
+    assert_eq!(failure(&only("acme"), "acme"), (2, "gap"));
+}
+
+#[test]
+fn the_writer_refuses_updates_and_deletes_of_records() {
+    let fixture = populated();
+    let store = fixture.store();
+    let result = store.write(|tx| {
+        tx.allow_unaudited_changes();
+        tx.conn()
+            .execute("DELETE FROM audit_records WHERE account = 'acme'", [])
+    });
+    assert!(result.is_err());
+    let result = store.write(|tx| {
+        tx.allow_unaudited_changes();
+        tx.conn().execute("UPDATE audit_records SET kind = 'x'", [])
+    });
+    assert!(result.is_err());
+    drop(store);
+    assert!(verify(&fixture.path).is_ok());
+}

@@ -1,0 +1,294 @@
+//! The store's write semantics: group commit, per-job savepoints, audit
+//! first, and the read side.
+
+use std::collections::BTreeMap;
+
+use chaperone::audit::AuditError;
+use chaperone::audit::keys;
+use chaperone::audit::merkle;
+use chaperone::store::{SCHEMA_VERSION, Store, StoreError, WriteError};
+use rusqlite::params;
+
+use super::{Fixture, draft, populated, verify};
+
+/// A state table of the tests' own, changed in the same jobs as appends.
+fn with_state_table(store: &Store) {
+    store
+        .write(|tx| {
+            tx.conn().execute_batch(
+                "CREATE TABLE IF NOT EXISTS test_state (account TEXT, seq INTEGER, PRIMARY KEY (account, seq))",
+            )
+        })
+        .unwrap();
+}
+
+#[test]
+fn concurrent_appenders_get_contiguous_chains_and_state_in_step() {
+    let fixture = Fixture::new();
+    let store = fixture.store();
+    with_state_table(&store);
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                for n in 0..25 {
+                    let account = format!("acct-{}", (t + n) % 4);
+                    let appended = store
+                        .write(move |tx| {
+                            let appended = tx.append(&draft(&account, n))?;
+                            tx.conn().execute(
+                                "INSERT INTO test_state (account, seq) VALUES (?1, ?2)",
+                                params![account, appended.seq.to_i64()],
+                            )?;
+                            Ok::<_, AuditError>((account, appended))
+                        })
+                        .unwrap();
+                    seen.push(appended);
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut acked: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for thread in threads {
+        for (account, appended) in thread.join().unwrap() {
+            acked.entry(account).or_default().push(appended.seq.get());
+        }
+    }
+    for (account, mut seqs) in acked {
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=100).collect::<Vec<u64>>(), "{account}");
+        let state: i64 = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM test_state WHERE account = ?1",
+                    [&account],
+                    |row| row.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(state, 100);
+    }
+    assert_eq!(
+        store.count_by_kind(None).unwrap().values().sum::<u64>(),
+        400
+    );
+    assert!(store.verify(&Default::default()).unwrap().is_ok());
+}
+
+#[test]
+fn a_failing_job_rolls_back_only_itself() {
+    let fixture = Fixture::new();
+    let store = fixture.store();
+    with_state_table(&store);
+    // Many concurrent jobs, every third fails after appending and changing
+    // state; the others must commit, the failing ones leave nothing.
+    let threads: Vec<_> = (0..12_u64)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store.write(move |tx| {
+                    let account = format!("a{t}");
+                    let appended = tx.append(&draft(&account, t))?;
+                    tx.conn().execute(
+                        "INSERT INTO test_state (account, seq) VALUES (?1, ?2)",
+                        params![account, appended.seq.to_i64()],
+                    )?;
+                    if t % 3 == 0 {
+                        return Err(AuditError::InvalidDraft("refused by the test".into()));
+                    }
+                    Ok(appended)
+                })
+            })
+        })
+        .collect();
+    for (t, thread) in threads.into_iter().enumerate() {
+        let result = thread.join().unwrap();
+        let account = format!("a{t}");
+        let head = store.head(&account).unwrap();
+        if t % 3 == 0 {
+            assert!(matches!(
+                result,
+                Err(WriteError::Job(AuditError::InvalidDraft(_)))
+            ));
+            assert_eq!(head, None);
+        } else {
+            assert_eq!(result.unwrap().seq.get(), 1);
+            assert_eq!(head.unwrap().seq.get(), 1);
+        }
+    }
+    let rows: i64 = store
+        .read(|c| c.query_row("SELECT COUNT(*) FROM test_state", [], |row| row.get(0)))
+        .unwrap();
+    assert_eq!(rows, 8);
+    assert!(store.verify(&Default::default()).unwrap().is_ok());
+}
+
+#[test]
+fn a_change_without_an_audit_record_is_rolled_back() {
+    let fixture = Fixture::new();
+    let store = fixture.store();
+    with_state_table(&store);
+    let result = store.write(|tx| {
+        tx.conn()
+            .execute("INSERT INTO test_state (account, seq) VALUES ('x', 1)", [])
+    });
+    assert!(matches!(result, Err(WriteError::Unaudited)), "{result:?}");
+    let rows: i64 = store
+        .read(|c| c.query_row("SELECT COUNT(*) FROM test_state", [], |row| row.get(0)))
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[test]
+fn a_failed_append_fails_the_job_even_if_the_job_ignores_it() {
+    let fixture = Fixture::new();
+    let store = fixture.store();
+    with_state_table(&store);
+    let result = store.write(|tx| {
+        tx.conn()
+            .execute("INSERT INTO test_state (account, seq) VALUES ('x', 1)", [])?;
+        let ignored = tx.append(&draft("not a valid id", 1));
+        assert!(matches!(ignored, Err(AuditError::InvalidAccount(_))));
+        Ok::<_, rusqlite::Error>(())
+    });
+    assert!(matches!(result, Err(WriteError::Unaudited)), "{result:?}");
+    let rows: i64 = store
+        .read(|c| c.query_row("SELECT COUNT(*) FROM test_state", [], |row| row.get(0)))
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[test]
+fn a_panicking_job_is_rolled_back_and_the_store_keeps_working() {
+    let fixture = Fixture::new();
+    let store = fixture.store();
+    let result = store.write(|tx| -> Result<(), AuditError> {
+        tx.append(&draft("acme", 1)).unwrap();
+        panic!("a bug in a job")
+    });
+    assert!(matches!(result, Err(WriteError::Panicked)));
+    assert_eq!(store.head("acme").unwrap(), None);
+    let appended = store.write(|tx| tx.append(&draft("acme", 1))).unwrap();
+    assert_eq!(appended.seq.get(), 1);
+}
+
+#[test]
+fn records_read_back_decoded_and_in_order() {
+    let fixture = populated();
+    let store = fixture.store();
+    let records = store.records("acme").unwrap();
+    assert_eq!(records.len(), 10);
+    for (i, stored) in records.iter().enumerate() {
+        let n = u64::try_from(i).unwrap() + 1;
+        assert_eq!(stored.seq.get(), n);
+        assert_eq!(stored.record.seq, n);
+        assert_eq!(stored.record.account, "acme");
+        let expected = draft("acme", n);
+        assert_eq!(stored.record.kind, expected.kind);
+        assert_eq!(stored.record.actor, expected.actor);
+        assert_eq!(stored.record.decision, expected.decision);
+        assert_eq!(stored.record.request, expected.request);
+        assert_eq!(stored.record.input, expected.input);
+    }
+    assert_eq!(store.head("acme").unwrap().unwrap().hash, records[9].hash);
+    assert_eq!(store.accounts().unwrap(), ["acme", "globex", "initech"]);
+    let acme = store.count_by_kind(Some("acme")).unwrap();
+    assert_eq!(
+        acme,
+        BTreeMap::from([
+            ("act".to_owned(), 3),
+            ("expire".to_owned(), 2),
+            ("grant".to_owned(), 3),
+            ("sync".to_owned(), 2)
+        ])
+    );
+    let all: u64 = store.count_by_kind(None).unwrap().values().sum();
+    assert_eq!(all, 20);
+}
+
+#[test]
+fn the_store_is_versioned_and_keyed() {
+    let fixture = Fixture::new();
+    let store = fixture.store();
+    let version: i64 = store
+        .read(|c| c.query_row("PRAGMA user_version", [], |row| row.get(0)))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let mode: String = store
+        .read(|c| c.query_row("PRAGMA journal_mode", [], |row| row.get(0)))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let public = store.verifier().unwrap();
+    drop(store);
+    // Reopening migrates nothing and keeps the key.
+    let store = fixture.store();
+    assert_eq!(store.verifier().unwrap(), public);
+    drop(store);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(keys::private_key_path(&fixture.path))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Without its private key the store opens, but cannot sign.
+    std::fs::remove_file(keys::private_key_path(&fixture.path)).unwrap();
+    let store = fixture.store();
+    assert!(matches!(
+        store.checkpoint(1),
+        Err(StoreError::NoSigningKey(_))
+    ));
+    assert_eq!(store.verifier().unwrap(), public);
+}
+
+#[test]
+fn every_head_has_an_inclusion_proof_in_the_latest_checkpoint() {
+    let fixture = Fixture::new();
+    let store = fixture.store();
+    for i in 0..7 {
+        super::append_many(&store, &format!("tenant-{i}"), i + 1);
+    }
+    let cp = store.checkpoint(1_700_000_000_000).unwrap();
+    assert_eq!(store.latest_checkpoint().unwrap().unwrap(), cp);
+    assert_eq!(cp.heads.len(), 7);
+    for (account, head) in &cp.heads {
+        let proof = cp.inclusion_proof(account).unwrap();
+        assert_eq!(proof.size.0, 7);
+        let leaf =
+            merkle::leaf_hash(chaperone::audit::checkpoint::head_line(account, head).as_bytes());
+        merkle::verify_inclusion(&leaf, &proof, &cp.root).unwrap();
+        assert_eq!(store.head(account).unwrap().as_ref(), Some(head));
+    }
+    drop(store);
+    assert!(verify(&fixture.path).is_ok());
+}
+
+#[test]
+fn reads_do_not_wait_for_the_writer() {
+    let fixture = Fixture::new();
+    let store = fixture.store();
+    super::append_many(&store, "acme", 3);
+    let (started, wait) = std::sync::mpsc::channel();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store.write(move |tx| {
+                tx.append(&draft("acme", 4))?;
+                started.send(()).unwrap();
+                held.recv().unwrap();
+                Ok::<_, AuditError>(())
+            })
+        })
+    };
+    wait.recv().unwrap();
+    // The writer holds its transaction open; a read sees the last commit.
+    assert_eq!(store.head("acme").unwrap().unwrap().seq.get(), 3);
+    release.send(()).unwrap();
+    writer.join().unwrap().unwrap();
+    assert_eq!(store.head("acme").unwrap().unwrap().seq.get(), 4);
+}
