@@ -1,1 +1,161 @@
-fn main() {}
+//! Audit log benchmark (prints figures; not a timed test).
+//!
+//! ```text
+//! cargo bench -p chaperone --bench audit
+//! ```
+//!
+//! 1. Durable appends per second through [`Store::write`] with group commit at
+//!    `synchronous=FULL`, with 1, 8 and 64 concurrent appenders, each waiting
+//!    for its own append to be durable before the next.
+//! 2. Verified records per second over a store of 1M records (1000 chains),
+//!    with the parallel fast path on every core, and with one thread.
+//!
+//! `AUDIT_BENCH_SECS` (default 3) sets each append run's length,
+//! `AUDIT_BENCH_RECORDS` (default 1000000) the verify store's size.
+
+#![expect(clippy::unwrap_used, reason = "a benchmark")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chaperone::audit::AuditError;
+use chaperone::audit::verify::{self, VerifyOptions};
+use chaperone::store::{ActorRef, DecisionRecord, PolicyRef, RecordDraft, Store, Verdict};
+use serde_json::json;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A typical `act` record: about 450 bytes once encoded.
+fn draft(account: String, n: u64) -> RecordDraft {
+    let time_ms = 1_700_000_000_000 + i64::try_from(n).unwrap();
+    RecordDraft {
+        account,
+        time_ms,
+        kind: "act".into(),
+        actor: Some(ActorRef::Agent {
+            email: "sam@vendor.test".into(),
+        }),
+        request: json!({"action": {"name": "orders.read", "environment": "prod", "integration": "shopify-netsuite"}}),
+        decision: Some(DecisionRecord {
+            verdict: Verdict::Allow,
+            rule: "CEL-ACTION".into(),
+            message: "monitor grants allow reads".into(),
+            rules: vec!["CEL-ACTION".into()],
+        }),
+        effects: json!([]),
+        policy: Some(PolicyRef {
+            digest: "23adc8d9e204067a8cc8eca613d687e7344045e66a2f3ee1f1dd95e713bca8ca".into(),
+            vendor: "celigo".into(),
+            version: "0.1.0".into(),
+        }),
+        input: Some(json!({"now": time_ms, "operation": "act", "grants": ["g1"]})),
+    }
+}
+
+fn appends(appenders: u64, seconds: u64) {
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let store = Store::open(dir.path().join("bench.db")).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..appenders)
+        .map(|t| {
+            let (store, stop, done) = (store.clone(), Arc::clone(&stop), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let d = draft(format!("acct-{}", (t * 7919 + n) % 1000), n);
+                    store.write(move |tx| tx.append(&d).map(|_| ())).unwrap();
+                    n += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let count = done.load(Ordering::Relaxed);
+    println!(
+        "append  appenders={appenders:>2}  {count:>8} durable appends in {elapsed:.2} s = {:>9.0} appends/s",
+        count as f64 / elapsed
+    );
+}
+
+fn verify_bench(records: u64) {
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let path = dir.path().join("bench.db");
+    let store = Store::open(&path).unwrap();
+    let accounts = 1000;
+    let build = Instant::now();
+    let per_job = 10_000;
+    let mut written = 0;
+    while written < records {
+        let from = written;
+        let to = (written + per_job).min(records);
+        store
+            .write(move |tx| {
+                for n in from..to {
+                    tx.append(&draft(format!("acct-{}", n % accounts), n))?;
+                }
+                Ok::<_, AuditError>(())
+            })
+            .unwrap();
+        written = to;
+    }
+    store.checkpoint(1_800_000_000_000).unwrap();
+    let bytes: i64 = store
+        .read(|c| {
+            c.query_row("SELECT SUM(length(bytes)) FROM audit_records", [], |r| {
+                r.get(0)
+            })
+        })
+        .unwrap();
+    drop(store);
+    println!(
+        "verify  built {records} records ({} bytes each on average) in {accounts} chains in {:.1} s",
+        bytes / i64::try_from(records).unwrap(),
+        build.elapsed().as_secs_f64()
+    );
+    let options = VerifyOptions {
+        verifier: Some(
+            chaperone::audit::keys::load_verifier(&chaperone::audit::keys::public_key_path(&path))
+                .unwrap(),
+        ),
+        ..VerifyOptions::default()
+    };
+    for threads in [rayon::current_num_threads(), 1] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        // One warm-up pass (page cache), then the measured one.
+        pool.install(|| verify::verify_store(&path, &options).unwrap());
+        let start = Instant::now();
+        let report = pool.install(|| verify::verify_store(&path, &options).unwrap());
+        let elapsed = start.elapsed().as_secs_f64();
+        assert!(report.is_ok() && report.records == records, "{report:?}");
+        println!(
+            "verify  threads={threads}  {} records in {elapsed:.3} s = {:>10.0} records/s",
+            report.records,
+            report.records as f64 / elapsed
+        );
+    }
+}
+
+fn main() {
+    let seconds = env("AUDIT_BENCH_SECS", 3);
+    for appenders in [1, 8, 64] {
+        appends(appenders, seconds);
+    }
+    verify_bench(env("AUDIT_BENCH_RECORDS", 1_000_000));
+}
