@@ -1,0 +1,839 @@
+//! The scenario model: a scenario file read and checked once, before any
+//! step runs, so that a broken file is reported with its step and field and
+//! runs nothing.
+//!
+//! What can be known without running is checked here: the JSON shape of
+//! every step (through the host's own [`parse_request`]), each step's time
+//! (`start`, `at`: time never goes backwards), the `expect` fields each
+//! operation may carry, which steps may carry `as`, and that every name a
+//! step refers to is bound by an earlier step's `as`. Whether that earlier
+//! step was allowed, and so actually bound the name, is known only when the
+//! scenario runs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::instant;
+use crate::service::request::{POLICY_OPS, STATE_OPS, kind};
+use crate::service::{ParsedRequest, parse_request};
+
+/// The time of the first step when the scenario gives no `start`.
+pub const DEFAULT_START: &str = "2026-01-01T00:00:00Z";
+
+/// The steps that are neither state steps nor policy-evaluated operations.
+pub const RUNNER_OPS: &[&str] = &["tick", "audit"];
+
+/// The step fields the runner reads itself; the host never sees them.
+const RUNNER_FIELDS: &[&str] = &["at", "as", "expect"];
+
+/// What is wrong with a scenario file, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read the file: {0}")]
+    Read(String),
+    /// The file is not JSON.
+    #[error("invalid JSON at line {line}, column {column}: {message}")]
+    Json {
+        /// Line (from 1).
+        line: usize,
+        /// Column (from 1).
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The JSON is not a valid scenario.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+}
+
+/// An error in a scenario: a field of the file, or of one of its steps, that
+/// is missing, has the wrong shape, or says something impossible (time going
+/// backwards, an undefined name, ...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {problem}")]
+pub struct ScenarioError {
+    /// The step's index in `steps` (from 0), or `None` for a top-level field.
+    pub step: Option<usize>,
+    /// The field, as a dotted path inside the step (or the file).
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl ScenarioError {
+    /// An error in field `field` of step `step`.
+    pub fn new(step: Option<usize>, field: impl Into<String>, problem: impl Into<String>) -> Self {
+        ScenarioError {
+            step,
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A scenario, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// The one-line name the runner shows.
+    pub name: String,
+    /// The rule ids it exercises (informational).
+    pub rules: Vec<String>,
+    /// The time of the first step, in ms since the epoch.
+    pub start: i64,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// One step, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Its index in `steps` (from 0).
+    pub index: usize,
+    /// Its `op`.
+    pub op: String,
+    /// When it happens, in ms since the epoch (its `at`, or the previous
+    /// step's time).
+    pub at: i64,
+    /// The name its `as` binds when it is allowed.
+    pub binds: Option<String>,
+    /// What it must return.
+    pub expect: Expect,
+    /// The step as the host gets it: without `at`, `as` and `expect`, names
+    /// not yet replaced by ids.
+    pub request: Value,
+    /// What kind of step it is.
+    pub action: StepAction,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepAction {
+    /// A state step (`account`, `user`, `remove_user`, `integration`).
+    State,
+    /// A policy-evaluated operation, possibly naming an object bound by an
+    /// earlier step.
+    Operation {
+        /// The name it refers to, if its operation takes one.
+        reference: Option<Reference>,
+    },
+    /// Advance time and sweep expired grants.
+    Tick,
+    /// Check the audit log of one account, or of the whole store.
+    Audit {
+        /// The account, or `None` for every chain.
+        account: Option<String>,
+    },
+}
+
+/// A step field that names an object bound by an earlier step's `as`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The field (`grant` or `service_account`).
+    pub field: &'static str,
+    /// The name.
+    pub name: String,
+    /// The kind of object the field needs.
+    pub kind: ObjectKind,
+}
+
+/// The kinds of object `as` binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A grant (`grant`).
+    Grant,
+    /// An invitation (`invite`).
+    Invitation,
+    /// A service account (`create_service_account`).
+    ServiceAccount,
+}
+
+impl ObjectKind {
+    /// The kind of object an operation creates, if any.
+    pub fn created_by(op: &str) -> Option<ObjectKind> {
+        match op {
+            "grant" => Some(ObjectKind::Grant),
+            "invite" => Some(ObjectKind::Invitation),
+            "create_service_account" => Some(ObjectKind::ServiceAccount),
+            _ => None,
+        }
+    }
+
+    /// The field naming an object of this kind that an operation takes, if any.
+    fn referenced_by(op: &str) -> Option<(&'static str, ObjectKind)> {
+        match op {
+            "modify" | "revoke" => Some(("grant", ObjectKind::Grant)),
+            "set_rights" | "remove_service_account" => {
+                Some(("service_account", ObjectKind::ServiceAccount))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Grant => "a grant",
+            ObjectKind::Invitation => "an invitation",
+            ObjectKind::ServiceAccount => "a service account",
+        })
+    }
+}
+
+/// An expected decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// `allow`.
+    Allow,
+    /// `deny`.
+    Deny,
+}
+
+impl Decision {
+    /// `allow` or `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+/// What a step must return. Fields that are `None` are not checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Expect {
+    /// The decision.
+    pub decision: Option<Decision>,
+    /// The rule the decision names.
+    pub rule: Option<String>,
+    /// The resulting expiry (ms since the epoch).
+    pub expires_at: Option<i64>,
+    /// The new service account's rights.
+    pub rights: Option<Vec<String>>,
+    /// The new service account's description.
+    pub description: Option<String>,
+    /// Whether the chain (or chains) must verify.
+    pub verify: bool,
+    /// Record kind → exact count.
+    pub records: Option<BTreeMap<String, u64>>,
+    /// The `expect` object as written, for reports.
+    pub given: Map<String, Value>,
+}
+
+impl Expect {
+    /// Whether the step has anything to check.
+    pub fn is_empty(&self) -> bool {
+        self.given.is_empty()
+    }
+}
+
+/// Reads a scenario from its JSON text.
+pub fn parse(text: &str) -> Result<Scenario, LoadError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        let (line, column) = (e.line(), e.column());
+        let full = e.to_string();
+        let message = full
+            .strip_suffix(&format!(" at line {line} column {column}"))
+            .unwrap_or(&full)
+            .to_string();
+        LoadError::Json {
+            line,
+            column,
+            message,
+        }
+    })?;
+    Ok(Scenario::from_value(&value)?)
+}
+
+/// The name and rules of a file that may be broken further on, for reports:
+/// whatever of them can be read.
+pub fn header(text: &str) -> (Option<String>, Vec<String>) {
+    let Ok(value) = serde_json::from_str::<Value>(text) else {
+        return (None, Vec::new());
+    };
+    let name = value
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let rules = value
+        .get("rules")
+        .and_then(Value::as_array)
+        .map(|rules| {
+            rules
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    (name, rules)
+}
+
+/// The `op` of step `index`, if the text is JSON and the step has one.
+pub fn step_op(text: &str, index: usize) -> Option<String> {
+    let value = serde_json::from_str::<Value>(text).ok()?;
+    let step = value.get("steps")?.as_array()?.get(index)?;
+    step.get("op")?.as_str().map(str::to_string)
+}
+
+impl Scenario {
+    /// Checks a scenario given as JSON.
+    pub fn from_value(value: &Value) -> Result<Scenario, ScenarioError> {
+        let top = |field: &str, problem: String| ScenarioError::new(None, field, problem);
+        let object = value.as_object().ok_or_else(|| {
+            top(
+                "scenario",
+                format!("must be an object, got {}", kind(value)),
+            )
+        })?;
+        let name = match object.get("name") {
+            Some(Value::String(name)) => name.clone(),
+            Some(other) => {
+                return Err(top(
+                    "name",
+                    format!("must be a string, got {}", kind(other)),
+                ));
+            }
+            None => return Err(top("name", "is missing".into())),
+        };
+        let rules = match object.get("rules") {
+            None => Vec::new(),
+            Some(Value::Array(rules)) => rules
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| {
+                    rule.as_str().map(str::to_string).ok_or_else(|| {
+                        top(
+                            &format!("rules[{i}]"),
+                            format!("must be a string, got {}", kind(rule)),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(top("rules", format!("must be a list, got {}", kind(other))));
+            }
+        };
+        let start = match object.get("start") {
+            None => instant::parse(DEFAULT_START).map_err(|e| top("start", e.to_string()))?,
+            Some(Value::String(text)) => {
+                instant::parse(text).map_err(|e| top("start", e.to_string()))?
+            }
+            Some(other) => {
+                return Err(top(
+                    "start",
+                    format!("must be an RFC 3339 time, got {}", kind(other)),
+                ));
+            }
+        };
+        let steps = match object.get("steps") {
+            Some(Value::Array(steps)) => steps,
+            Some(other) => {
+                return Err(top("steps", format!("must be a list, got {}", kind(other))));
+            }
+            None => return Err(top("steps", "is missing".into())),
+        };
+
+        let mut now = start;
+        let mut bound: Vec<(String, ObjectKind, usize)> = Vec::new();
+        let mut checked = Vec::with_capacity(steps.len());
+        for (index, step) in steps.iter().enumerate() {
+            let step = Step::from_value(index, step, now, &bound)?;
+            now = step.at;
+            if let (Some(name), Some(kind)) = (&step.binds, ObjectKind::created_by(&step.op)) {
+                bound.push((name.clone(), kind, index));
+            }
+            checked.push(step);
+        }
+        Ok(Scenario {
+            name,
+            rules,
+            start,
+            steps: checked,
+        })
+    }
+}
+
+impl Step {
+    fn from_value(
+        index: usize,
+        value: &Value,
+        previous: i64,
+        bound: &[(String, ObjectKind, usize)],
+    ) -> Result<Step, ScenarioError> {
+        let error = |field: &str, problem: String| ScenarioError::new(Some(index), field, problem);
+        let object = value
+            .as_object()
+            .ok_or_else(|| error("step", format!("must be an object, got {}", kind(value))))?;
+        let op = match object.get("op") {
+            Some(Value::String(op)) => op.clone(),
+            Some(other) => {
+                return Err(error(
+                    "op",
+                    format!("must be a string, got {}", kind(other)),
+                ));
+            }
+            None => return Err(error("op", "is missing".into())),
+        };
+        let is_state = STATE_OPS.contains(&op.as_str());
+        let is_policy = POLICY_OPS.contains(&op.as_str());
+        if !is_state && !is_policy && !RUNNER_OPS.contains(&op.as_str()) {
+            let known: Vec<&str> = STATE_OPS
+                .iter()
+                .chain(POLICY_OPS)
+                .chain(RUNNER_OPS)
+                .copied()
+                .collect();
+            return Err(error(
+                "op",
+                format!(
+                    "`{}` is not an operation; expected one of {}",
+                    clip(&op),
+                    known.join(", ")
+                ),
+            ));
+        }
+
+        let at = match object.get("at") {
+            None => previous,
+            Some(Value::String(text)) => {
+                let at = instant::parse(text).map_err(|e| error("at", e.to_string()))?;
+                if at < previous {
+                    return Err(error(
+                        "at",
+                        format!(
+                            "`{}` is before the previous step's time `{}`; time never goes backwards",
+                            clip(text),
+                            instant::format(previous)
+                        ),
+                    ));
+                }
+                at
+            }
+            Some(other) => {
+                return Err(error(
+                    "at",
+                    format!("must be an RFC 3339 time, got {}", kind(other)),
+                ));
+            }
+        };
+
+        let binds = match object.get("as") {
+            None => None,
+            Some(Value::String(name)) => {
+                if ObjectKind::created_by(&op).is_none() {
+                    return Err(error(
+                        "as",
+                        format!(
+                            "`{op}` creates nothing to bind; only grant, invite and create_service_account do"
+                        ),
+                    ));
+                }
+                if name.is_empty() {
+                    return Err(error("as", "must not be empty".into()));
+                }
+                Some(name.clone())
+            }
+            Some(other) => {
+                return Err(error(
+                    "as",
+                    format!("must be a string, got {}", kind(other)),
+                ));
+            }
+        };
+
+        let expect = match object.get("expect") {
+            None => Expect::default(),
+            Some(Value::Object(expect)) => parse_expect(index, &op, expect)?,
+            Some(other) => {
+                return Err(error(
+                    "expect",
+                    format!("must be an object, got {}", kind(other)),
+                ));
+            }
+        };
+
+        let request: Map<String, Value> = object
+            .iter()
+            .filter(|(key, _)| !RUNNER_FIELDS.contains(&key.as_str()))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let request = Value::Object(request);
+
+        let action = if is_state || is_policy {
+            let reference = match ObjectKind::referenced_by(&op) {
+                Some((field, wanted)) => match object.get(field) {
+                    Some(Value::String(name)) => {
+                        check_reference(index, field, name, wanted, bound)?;
+                        Some(Reference {
+                            field,
+                            name: name.clone(),
+                            kind: wanted,
+                        })
+                    }
+                    // Missing or of the wrong type: the shape check says so.
+                    _ => None,
+                },
+                None => None,
+            };
+            match parse_request(&request) {
+                Ok(ParsedRequest::State(_)) if is_state => {}
+                Ok(ParsedRequest::Operation(_)) if is_policy => {}
+                Ok(_) => return Err(error("op", format!("`{op}` is not handled by the host"))),
+                Err(shape) => return Err(error(&shape.field, shape.problem)),
+            }
+            if is_state {
+                StepAction::State
+            } else {
+                StepAction::Operation { reference }
+            }
+        } else if op == "tick" {
+            StepAction::Tick
+        } else {
+            let account = match object.get("account") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(account)) => Some(account.clone()),
+                Some(other) => {
+                    return Err(error(
+                        "account",
+                        format!("must be a string, got {}", kind(other)),
+                    ));
+                }
+            };
+            StepAction::Audit { account }
+        };
+
+        Ok(Step {
+            index,
+            op,
+            at,
+            binds,
+            expect,
+            request,
+            action,
+        })
+    }
+}
+
+fn check_reference(
+    index: usize,
+    field: &str,
+    name: &str,
+    wanted: ObjectKind,
+    bound: &[(String, ObjectKind, usize)],
+) -> Result<(), ScenarioError> {
+    let mut declared = bound.iter().filter(|(n, _, _)| n == name);
+    if declared.clone().any(|(_, kind, _)| *kind == wanted) {
+        return Ok(());
+    }
+    let problem = match declared.next() {
+        None => format!(
+            "`{}` is not a name any earlier step defines with `as`",
+            clip(name)
+        ),
+        Some((_, other, step)) => {
+            format!("`{}` names {other} (step {step}), not {wanted}", clip(name))
+        }
+    };
+    Err(ScenarioError::new(Some(index), field, problem))
+}
+
+/// The `expect` fields each kind of step may carry.
+fn allowed_expectations(op: &str) -> &'static [&'static str] {
+    match op {
+        "grant" | "modify" => &["decision", "rule", "expires_at"],
+        "create_service_account" => &["decision", "rule", "rights", "description"],
+        "audit" => &["verify", "records"],
+        _ if POLICY_OPS.contains(&op) => &["decision", "rule"],
+        _ => &[],
+    }
+}
+
+fn parse_expect(
+    index: usize,
+    op: &str,
+    given: &Map<String, Value>,
+) -> Result<Expect, ScenarioError> {
+    let error = |field: &str, problem: String| {
+        ScenarioError::new(Some(index), format!("expect.{field}"), problem)
+    };
+    let allowed = allowed_expectations(op);
+    for key in given.keys() {
+        if !allowed.contains(&key.as_str()) {
+            let problem = if allowed.is_empty() {
+                format!("`{op}` steps take no expectations")
+            } else {
+                format!(
+                    "is not an expectation of `{op}`; expected {}",
+                    allowed.join(", ")
+                )
+            };
+            return Err(error(&clip(key), problem));
+        }
+    }
+    let string = |field: &str| -> Result<Option<String>, ScenarioError> {
+        match given.get(field) {
+            None => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(other) => Err(error(
+                field,
+                format!("must be a string, got {}", kind(other)),
+            )),
+        }
+    };
+    let decision = match string("decision")?.as_deref() {
+        None => None,
+        Some("allow") => Some(Decision::Allow),
+        Some("deny") => Some(Decision::Deny),
+        Some(other) => {
+            return Err(error(
+                "decision",
+                format!(
+                    "`{}` is not a decision; expected allow or deny",
+                    clip(other)
+                ),
+            ));
+        }
+    };
+    let expires_at = match string("expires_at")? {
+        None => None,
+        Some(text) => Some(instant::parse(&text).map_err(|e| error("expires_at", e.to_string()))?),
+    };
+    let rights = match given.get("rights") {
+        None => None,
+        Some(Value::Array(list)) => Some(
+            list.iter()
+                .enumerate()
+                .map(|(i, right)| {
+                    right.as_str().map(str::to_string).ok_or_else(|| {
+                        error(
+                            &format!("rights[{i}]"),
+                            format!("must be a string, got {}", kind(right)),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(other) => {
+            return Err(error(
+                "rights",
+                format!("must be a list, got {}", kind(other)),
+            ));
+        }
+    };
+    let verify = match string("verify")?.as_deref() {
+        None => false,
+        Some("ok") => true,
+        Some(other) => {
+            return Err(error(
+                "verify",
+                format!("`{}` is not a verdict; expected ok", clip(other)),
+            ));
+        }
+    };
+    let records = match given.get("records") {
+        None => None,
+        Some(Value::Object(counts)) => {
+            let mut records = BTreeMap::new();
+            for (record_kind, count) in counts {
+                let field = format!("records.{}", clip(record_kind));
+                let n = count.as_u64().filter(|_| !count.is_f64()).ok_or_else(|| {
+                    error(
+                        &field,
+                        format!("must be a whole number, got {}", describe(count)),
+                    )
+                })?;
+                records.insert(record_kind.clone(), n);
+            }
+            Some(records)
+        }
+        Some(other) => {
+            return Err(error(
+                "records",
+                format!("must be an object, got {}", kind(other)),
+            ));
+        }
+    };
+    Ok(Expect {
+        decision,
+        rule: string("rule")?,
+        expires_at,
+        rights,
+        description: string("description")?,
+        verify,
+        records,
+        given: given.clone(),
+    })
+}
+
+/// A value's type, or the number itself when it is a number.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Number(n) => format!("`{n}`"),
+        other => kind(other).to_string(),
+    }
+}
+
+/// User text, shortened for messages.
+pub(crate) fn clip(text: &str) -> String {
+    const MAX: usize = 64;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        let mut short: String = text.chars().take(MAX).collect();
+        short.push('…');
+        short
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn error(value: Value) -> Option<ScenarioError> {
+        Scenario::from_value(&value).err()
+    }
+
+    fn scenario(steps: Value) -> Value {
+        json!({"name": "n", "steps": steps})
+    }
+
+    #[test]
+    fn defaults_start_and_carries_time_forward() {
+        let parsed = Scenario::from_value(&scenario(json!([
+            {"op": "tick"},
+            {"op": "tick", "at": "2026-01-02T00:00:00Z"},
+            {"op": "audit"}
+        ])));
+        let Ok(parsed) = parsed else {
+            unreachable!("{parsed:?}")
+        };
+        let day = 86_400_000;
+        let start = instant::parse(DEFAULT_START).ok();
+        assert_eq!(Some(parsed.start), start);
+        let times: Vec<i64> = parsed.steps.iter().map(|s| s.at - parsed.start).collect();
+        assert_eq!(times, [0, day, day]);
+    }
+
+    #[test]
+    fn names_the_step_and_field_of_each_error() {
+        let account = json!({"op": "account", "id": "a", "policy": "celigo", "plan": "paid", "environments": []});
+        let grant = json!({"op": "grant", "account": "a", "actor": "u", "environment": "p",
+                           "scope": {"level": "admin"}, "expires_in": {"days": 1}, "as": "g"});
+        let cases = [
+            (json!([account, {"op": "fly"}]), Some(1), "op"),
+            (json!([{"account": "a"}]), Some(0), "op"),
+            (
+                json!([account, {"op": "revoke", "account": "a", "actor": "u", "grant": "g"}]),
+                Some(1),
+                "grant",
+            ),
+            (
+                json!([grant, {"op": "revoke", "account": "a", "actor": "u", "grant": "g"},
+                    {"op": "revoke", "account": "a", "actor": "u"}]),
+                Some(2),
+                "grant",
+            ),
+            (
+                json!([{"op": "tick", "at": "2026-02-01T00:00:00Z"}, {"op": "tick", "at": "2026-01-31T00:00:00Z"}]),
+                Some(1),
+                "at",
+            ),
+            (
+                json!([{"op": "tick", "at": "2025-12-31T23:59:59Z"}]),
+                Some(0),
+                "at",
+            ),
+            (json!([{"op": "tick", "at": "tomorrow"}]), Some(0), "at"),
+            (
+                json!([{"op": "act", "account": "a", "agent": "x", "action": {"name": "n"}, "as": "x"}]),
+                Some(0),
+                "as",
+            ),
+            (
+                json!([{"op": "act", "account": "a", "agent": "x", "action": {"name": "n"},
+                     "expect": {"decision": "maybe"}}]),
+                Some(0),
+                "expect.decision",
+            ),
+            (
+                json!([{"op": "act", "account": "a", "agent": "x", "action": {"name": "n"},
+                     "expect": {"decison": "deny"}}]),
+                Some(0),
+                "expect.decison",
+            ),
+            (
+                json!([{"op": "audit", "expect": {"records": {"grant": 1.5}}}]),
+                Some(0),
+                "expect.records.grant",
+            ),
+            (
+                json!([{"op": "audit", "expect": {"records": {"grant": -1}}}]),
+                Some(0),
+                "expect.records.grant",
+            ),
+            (
+                json!([{"op": "grant", "account": "a", "actor": "u", "environment": "p", "scope": "admin"}]),
+                Some(0),
+                "scope",
+            ),
+            (
+                json!([account, {"op": "invite", "account": "a", "actor": "u", "email": "e", "as": "i"},
+                    {"op": "revoke", "account": "a", "actor": "u", "grant": "i"}]),
+                Some(2),
+                "grant",
+            ),
+            (json!([{"op": "audit", "account": 3}]), Some(0), "account"),
+            (json!({"op": "tick"}), None, "steps"),
+        ];
+        for (steps, step, field) in cases {
+            let found = error(scenario(steps.clone()));
+            assert_eq!(
+                found.as_ref().map(|e| (e.step, e.field.as_str())),
+                Some((step, field)),
+                "{steps}: {found:?}"
+            );
+        }
+        assert_eq!(
+            error(json!({"steps": []})).map(|e| e.field),
+            Some("name".into())
+        );
+        assert_eq!(
+            error(json!({"name": "n", "steps": [], "start": "x"})).map(|e| e.field),
+            Some("start".into())
+        );
+    }
+
+    #[test]
+    fn reports_invalid_json_with_its_position() {
+        let found = parse("{\n  \"name\": \"n\",\n  \"steps\": [,]\n}");
+        assert!(
+            matches!(found, Err(LoadError::Json { line: 3, .. })),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn strips_runner_fields_from_the_request() {
+        let parsed = Scenario::from_value(&scenario(json!([
+            {"op": "tick", "at": "2026-01-01T00:00:00Z"},
+            {"op": "grant", "account": "a", "actor": "u", "environment": "p", "scope": {"level": "admin"},
+             "as": "g", "at": "2026-01-01T00:00:00Z", "expect": {"decision": "allow"}}
+        ])));
+        let Ok(parsed) = parsed else {
+            unreachable!("{parsed:?}")
+        };
+        let request = parsed.steps.get(1).map(|s| s.request.clone());
+        assert_eq!(
+            request,
+            Some(
+                json!({"op": "grant", "account": "a", "actor": "u", "environment": "p",
+                        "scope": {"level": "admin"}})
+            )
+        );
+    }
+}
