@@ -77,6 +77,14 @@ pub enum AuditError {
         /// What is wrong.
         detail: String,
     },
+    /// A checkpoint would be older than the latest one.
+    #[error("checkpoint time {time_ms} is before the latest checkpoint's ({latest})")]
+    CheckpointTime {
+        /// The time asked for.
+        time_ms: i64,
+        /// The latest checkpoint's time.
+        latest: i64,
+    },
     /// The database failed.
     #[error("audit log database error")]
     Sqlite(#[from] rusqlite::Error),

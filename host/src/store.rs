@@ -71,6 +71,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The writer's page cache, in KiB (negative: SQLite's unit for KiB).
 const WRITER_CACHE_KIB: i64 = -65_536;
 
+/// The WAL size (pages) at which the writer checkpoints by itself, if the
+/// background checkpointer falls behind.
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+
+/// How often the background checkpointer copies the WAL into the database.
+const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
 /// Read connections kept for reuse.
 const READER_POOL: usize = 8;
 
@@ -170,6 +177,7 @@ struct Inner {
     jobs: Option<Sender<Box<dyn writer::Job>>>,
     writer: Option<JoinHandle<()>>,
     writer_id: Option<ThreadId>,
+    wal: Option<(Sender<()>, JoinHandle<()>)>,
     readers: Mutex<Vec<Connection>>,
     signer: Option<Arc<Signer>>,
 }
@@ -178,10 +186,17 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Closing the channel ends the writer after its current batch.
         self.jobs.take();
+        let on_writer = Some(std::thread::current().id()) == self.writer_id;
         if let Some(handle) = self.writer.take()
-            && Some(std::thread::current().id()) != self.writer_id
+            && !on_writer
         {
             let _ = handle.join();
+        }
+        if let Some((stop, handle)) = self.wal.take() {
+            drop(stop);
+            if !on_writer {
+                let _ = handle.join();
+            }
         }
     }
 }
@@ -270,6 +285,42 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Starts the thread that copies the WAL back into the database with
+/// passive checkpoints (they never block the writer or readers) until its
+/// channel closes.
+fn spawn_wal_checkpointer(path: &Path) -> Result<(Sender<()>, JoinHandle<()>), StoreError> {
+    let open = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(open)?;
+    configure(&conn).map_err(open)?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name("chaperone-store-wal".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(WAL_CHECKPOINT_EVERY)
+            {
+                let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+                });
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        })?;
+    Ok((stop, handle))
+}
+
 impl Store {
     /// Opens the store at `path`, creating it if missing, and migrates it to
     /// the newest schema. A new store gets a new Ed25519 key pair: the private
@@ -305,6 +356,13 @@ impl Store {
         }
         migrations::run(&mut conn, &path)?;
 
+        // The writer only appends to the WAL; copying it back into the
+        // database (and that fsync) happens on a thread of its own, so
+        // commits do not wait for it. The writer's own automatic checkpoint
+        // stays as a backstop at a much larger WAL.
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
+            .map_err(open)?;
+        let wal = spawn_wal_checkpointer(&path)?;
         let (sender, receiver) = mpsc::channel::<Box<dyn writer::Job>>();
         let handle = std::thread::Builder::new()
             .name("chaperone-store-writer".into())
@@ -320,6 +378,7 @@ impl Store {
                 jobs: Some(sender),
                 writer: Some(handle),
                 writer_id: Some(writer_id),
+                wal: Some(wal),
                 readers: Mutex::new(Vec::new()),
                 signer: signer.map(Arc::new),
             }),

@@ -111,7 +111,10 @@ fn run(store: &Store, out: &Mutex<std::io::Stdout>, thread: u64, seed: u64) -> b
             return true;
         }
         if thread == 0 && n % 50 == 49 {
-            match store.checkpoint(time_ms) {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            match store.checkpoint(now_ms) {
                 Ok(cp) => {
                     if !say(out, &format!("checkpoint {}", cp.time_ms)) {
                         return true;

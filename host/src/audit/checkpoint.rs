@@ -269,7 +269,18 @@ pub fn parse_head_line(line: &str) -> Option<(String, ChainHead)> {
 
 /// Signs a checkpoint of every head in the store at `time_ms` and stores it.
 /// Run it inside a write transaction so the heads are one consistent state.
+///
+/// Checkpoint times never go back: verifiers order checkpoints by time to
+/// tell a fork, so a time before the latest stored checkpoint's is refused.
 pub fn create(conn: &Connection, signer: &Signer, time_ms: i64) -> Result<Checkpoint, AuditError> {
+    if let Some(previous) = latest(conn)?
+        && time_ms < previous.time_ms
+    {
+        return Err(AuditError::CheckpointTime {
+            time_ms,
+            latest: previous.time_ms,
+        });
+    }
     let heads = super::read::heads(conn)?;
     let checkpoint = Checkpoint::sign(signer, time_ms, heads);
     conn.prepare_cached(

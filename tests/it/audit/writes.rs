@@ -254,6 +254,11 @@ fn every_head_has_an_inclusion_proof_in_the_latest_checkpoint() {
     }
     let cp = store.checkpoint(1_700_000_000_000).unwrap();
     assert_eq!(store.latest_checkpoint().unwrap().unwrap(), cp);
+    // Checkpoint times never go back (verifiers order checkpoints by time).
+    assert!(matches!(
+        store.checkpoint(1_699_999_999_999),
+        Err(StoreError::Audit(AuditError::CheckpointTime { .. }))
+    ));
     assert_eq!(cp.heads.len(), 7);
     for (account, head) in &cp.heads {
         let proof = cp.inclusion_proof(account).unwrap();
