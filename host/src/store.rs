@@ -68,8 +68,8 @@ pub const SCHEMA_VERSION: i64 = 2;
 /// How long a connection waits for another process's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The writer's page cache, in KiB (negative: SQLite's unit for KiB).
-const WRITER_CACHE_KIB: i64 = -65_536;
+/// The writer's page cache: 16 MiB (a negative `cache_size` is in KiB).
+const WRITER_CACHE_KIB: i64 = -16_384;
 
 /// The WAL size (pages) at which the writer checkpoints by itself, if the
 /// background checkpointer falls behind.
