@@ -12,6 +12,10 @@
 //!
 //! `AUDIT_BENCH_SECS` (default 3) sets each append run's length,
 //! `AUDIT_BENCH_RECORDS` (default 1000000) the verify store's size.
+//!
+//! On Linux it also prints CPU time (from `/proc`): the writer thread's for
+//! appends, the process's for verification. On a shared machine the
+//! per-CPU-second figures say what a dedicated core would do.
 
 #![expect(clippy::unwrap_used, reason = "a benchmark")]
 
@@ -23,6 +27,33 @@ use chaperone::audit::AuditError;
 use chaperone::audit::verify::{self, VerifyOptions};
 use chaperone::store::{ActorRef, DecisionRecord, PolicyRef, RecordDraft, Store, Verdict};
 use serde_json::json;
+
+/// CPU seconds (user + system) used so far by this process, or by its
+/// threads with this name, from `/proc` (Linux; `None` elsewhere).
+fn cpu_seconds(thread_name: Option<&str>) -> Option<f64> {
+    fn ticks(stat: &str) -> Option<u64> {
+        // Fields after the `(comm)`: state is 3rd, utime 14th, stime 15th.
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        let fields: Vec<&str> = rest.split(' ').collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    }
+    let total = match thread_name {
+        None => ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?,
+        Some(name) => {
+            let mut sum = 0;
+            for task in std::fs::read_dir("/proc/self/task").ok()? {
+                let dir = task.ok()?.path();
+                let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+                if comm.trim() == name {
+                    sum += ticks(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
+                }
+            }
+            sum
+        }
+    };
+    // USER_HZ is 100 on Linux.
+    Some(total as f64 / 100.0)
+}
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -78,7 +109,10 @@ fn appends(appenders: u64, seconds: u64) {
             })
         })
         .collect();
+    let writer_before = cpu_seconds(Some("chaperone-store"));
     std::thread::sleep(Duration::from_secs(seconds));
+    let writer_after = cpu_seconds(Some("chaperone-store"));
+    let counted = done.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
         thread.join().unwrap();
@@ -89,6 +123,15 @@ fn appends(appenders: u64, seconds: u64) {
         "append  appenders={appenders:>2}  {count:>8} durable appends in {elapsed:.2} s = {:>9.0} appends/s",
         count as f64 / elapsed
     );
+    if let (Some(before), Some(after)) = (writer_before, writer_after) {
+        let busy = after - before;
+        if busy > 0.0 {
+            println!(
+                "        writer thread on CPU {busy:.2} s of {seconds} s: {:.0} appends per writer CPU-second",
+                counted as f64 / busy
+            );
+        }
+    }
 }
 
 fn verify_bench(records: u64) {
@@ -140,15 +183,23 @@ fn verify_bench(records: u64) {
             .unwrap();
         // One warm-up pass (page cache), then the measured one.
         pool.install(|| verify::verify_store(&path, &options).unwrap());
+        let cpu_before = cpu_seconds(None);
         let start = Instant::now();
         let report = pool.install(|| verify::verify_store(&path, &options).unwrap());
         let elapsed = start.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(None).zip(cpu_before).map(|(a, b)| a - b);
         assert!(report.is_ok() && report.records == records, "{report:?}");
         println!(
             "verify  threads={threads}  {} records in {elapsed:.3} s = {:>10.0} records/s",
             report.records,
             report.records as f64 / elapsed
         );
+        if let Some(cpu) = cpu.filter(|c| *c > 0.0) {
+            println!(
+                "        {cpu:.2} CPU-seconds: {:.0} records per CPU-second",
+                report.records as f64 / cpu
+            );
+        }
     }
 }
 
