@@ -22,16 +22,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let samples = if quick { 200 } else { SAMPLES };
     let runtime = Runtime::new(Limits::default())?;
     println!(
-        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "{:<32} {:>9} {:>9} {:>9} {:>9} {:>10}",
         "evaluation", "p50", "p90", "p99", "mean", "fuel"
     );
+    let mut cases = Vec::new();
     for builtin in [builtin::CELIGO, builtin::XENTRAL] {
         let module = runtime.load(builtin.bytes)?;
         for kind in [OperationKind::Act, OperationKind::Grant, OperationKind::CreateServiceAccount] {
-            if !module.handles(kind) {
-                continue;
+            if module.handles(kind) {
+                let name = format!("{} {}", builtin.vendor, chaperone::probe::operation_name(kind, None));
+                cases.push((name, module.clone(), sample_request(builtin.vendor, kind, None)));
             }
-            let request = sample_request(builtin.vendor, kind, None);
+        }
+    }
+    // The floor: the same act against an account with nothing in it, so
+    // the fixed cost (store, instance, call) shows apart from the cost of
+    // passing a realistic snapshot.
+    let celigo = runtime.load(builtin::CELIGO.bytes)?;
+    let mut empty = sample_request("celigo", OperationKind::Act, None);
+    empty.account.users.clear();
+    empty.account.grants.clear();
+    empty.account.service_accounts.clear();
+    empty.account.invitations.clear();
+    empty.account.entries.clear();
+    empty.account.settings.clear();
+    for env in &mut empty.account.environments {
+        env.integrations.clear();
+    }
+    cases.push(("celigo act (empty account)".into(), celigo, empty));
+    {
+        for (name, module, request) in cases {
             let mut fuel = 0;
             for _ in 0..WARMUP.min(samples) {
                 fuel = runtime.evaluate(&module, &request)?.fuel_used;
@@ -49,8 +69,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let pct = |p: usize| times.get(times.len() * p / 100).copied().unwrap_or_default();
             let mean = total / u32::try_from(samples).unwrap_or(u32::MAX);
             println!(
-                "{:<28} {:>9} {:>9} {:>9} {:>9} {:>10}",
-                format!("{} {}", builtin.vendor, chaperone::probe::operation_name(kind, None)),
+                "{:<32} {:>9} {:>9} {:>9} {:>9} {:>10}",
+                name,
                 micros(pct(50)),
                 micros(pct(90)),
                 micros(pct(99)),
