@@ -16,7 +16,10 @@ pub enum Command {
     ///
     /// Prints one line per scenario (`ok` or `FAILED`, its name, and for a
     /// failure the step, what was expected and what came back), then
-    /// `N passed, M failed`. Exits 0 only when nothing failed.
+    /// `N passed, M failed`. Steps are counted from 0, like the positions
+    /// in a scenario's `steps` list. Exits 0 only when nothing failed, 1 when
+    /// a scenario failed (a broken file counts as failed), 2 on bad usage or
+    /// a path that does not exist.
     Run(RunArgs),
 }
 
