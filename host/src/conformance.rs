@@ -68,6 +68,9 @@ pub struct Options {
 #[derive(Debug)]
 pub struct Runner {
     options: Options,
+    /// One sandbox for every scenario: modules compile once per digest.
+    /// Each scenario still gets a fresh store and fresh instances.
+    runtime: Option<crate::runtime::Runtime>,
     /// How many stores of each file stem this runner has kept in `store_dir`.
     stems: HashMap<String, usize>,
 }
@@ -341,6 +344,7 @@ impl Runner {
     pub fn new(options: Options) -> Runner {
         Runner {
             options,
+            runtime: None,
             stems: HashMap::new(),
         }
     }
@@ -418,10 +422,17 @@ impl Runner {
     }
 
     /// Runs an already checked scenario on a fresh store at `db`.
-    fn run_on(&self, scenario: &Scenario, db: &Path) -> (usize, Option<Failure>) {
+    fn run_on(&mut self, scenario: &Scenario, db: &Path) -> (usize, Option<Failure>) {
+        if self.runtime.is_none() {
+            match crate::runtime::Runtime::new(self.options.limits.clone()) {
+                Ok(runtime) => self.runtime = Some(runtime),
+                Err(e) => return (0, Some(Failure::host(None, e.to_string()))),
+            }
+        }
         let options = HostOptions {
             limits: self.options.limits.clone(),
             policies: self.options.policies.clone(),
+            runtime: self.runtime.clone(),
         };
         let host = match Host::open(db, options) {
             Ok(host) => host,

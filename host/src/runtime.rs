@@ -113,6 +113,14 @@ pub struct Runtime {
     inner: Arc<Inner>,
 }
 
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("limits", &self.inner.limits)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     engine: Engine,
     linker: Linker<Sandbox>,

@@ -37,6 +37,9 @@ pub struct HostOptions {
     pub limits: Limits,
     /// Modules to use instead of (or beside) the built-in ones, by vendor id.
     pub policies: Vec<(String, Vec<u8>)>,
+    /// A runtime to share (its compiled modules are reused); `None` makes a
+    /// new one with `limits`.
+    pub runtime: Option<Runtime>,
 }
 
 /// The host: a store, a runtime, and the module of each vendor id.
@@ -296,7 +299,10 @@ impl Host {
 
     /// A host over an open store.
     pub fn with_store(store: Store, options: HostOptions) -> Result<Host, ServiceError> {
-        let runtime = Runtime::new(options.limits)?;
+        let runtime = match options.runtime {
+            Some(runtime) => runtime,
+            None => Runtime::new(options.limits)?,
+        };
         let host = Host {
             store,
             runtime,
@@ -324,11 +330,18 @@ impl Host {
     /// Registers (or replaces) the module for a vendor id. Accounts name
     /// their vendor id; the module's own `describe()` vendor id is recorded
     /// beside its digest.
-    pub fn use_policy(&self, vendor: &str, bytes: &[u8]) -> Result<Arc<PolicyModule>, ServiceError> {
-        let module = self.runtime.load(bytes).map_err(|source| ServiceError::Load {
-            vendor: vendor.to_string(),
-            source,
-        })?;
+    pub fn use_policy(
+        &self,
+        vendor: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<PolicyModule>, ServiceError> {
+        let module = self
+            .runtime
+            .load(bytes)
+            .map_err(|source| ServiceError::Load {
+                vendor: vendor.to_string(),
+                source,
+            })?;
         self.policies
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -352,61 +365,75 @@ impl Host {
         let account = step.account().to_string();
         if !crate::audit::record::valid_account(&account) {
             return Err(ServiceError::Shape(ShapeError {
-                field: if matches!(step, StateStep::Account(_)) { "id" } else { "account" }.into(),
-                problem: "must be 1 to 128 printable ASCII characters other than space, `\"` and `\\`".into(),
+                field: if matches!(step, StateStep::Account(_)) {
+                    "id"
+                } else {
+                    "account"
+                }
+                .into(),
+                problem:
+                    "must be 1 to 128 printable ASCII characters other than space, `\"` and `\\`"
+                        .into(),
             }));
         }
         if let StateStep::Account(spec) = &step {
             self.policy(&spec.policy)?;
         }
-        let result = self.store.write(move |tx: &mut WriteTx<'_>| -> Result<u64, JobError> {
-            let conn = tx.conn();
-            let existing = state::account(conn, &account)?;
-            let change = match &step {
-                StateStep::Account(spec) => {
-                    if let Some(existing) = &existing {
-                        if existing.policy != spec.policy {
+        let result = self
+            .store
+            .write(move |tx: &mut WriteTx<'_>| -> Result<u64, JobError> {
+                let conn = tx.conn();
+                let existing = state::account(conn, &account)?;
+                let change = match &step {
+                    StateStep::Account(spec) => {
+                        if let Some(existing) =
+                            existing.as_ref().filter(|e| e.policy != spec.policy)
+                        {
                             return Err(JobError::Service(ServiceError::PolicyChange {
                                 account: account.clone(),
                                 existing: existing.policy.clone(),
                                 given: spec.policy.clone(),
                             }));
                         }
+                        state::upsert_account(conn, spec)?
                     }
-                    state::upsert_account(conn, spec)?
-                }
-                _ if existing.is_none() => {
-                    return Err(JobError::Service(ServiceError::UnknownAccount(account.clone())));
-                }
-                StateStep::User { user, .. } => state::upsert_user(conn, &account, user)?,
-                StateStep::RemoveUser { id, .. } => state::remove_user(conn, &account, id)?.ok_or_else(|| {
-                    JobError::Service(ServiceError::UnknownUser {
-                        account: account.clone(),
-                        id: id.clone(),
-                    })
-                })?,
-                StateStep::Integration { environment, id, .. } => {
-                    state::add_integration(conn, &account, environment, id)?.ok_or_else(|| {
-                        JobError::Service(ServiceError::UnknownEnvironment {
-                            account: account.clone(),
-                            environment: environment.clone(),
-                        })
-                    })?
-                }
-            };
-            let appended = tx.append(&RecordDraft {
-                account: account.clone(),
-                time_ms: at,
-                kind: "sync".into(),
-                actor: None,
-                request: given,
-                decision: None,
-                effects: json!([change]),
-                policy: None,
-                input: None,
-            })?;
-            Ok(appended.seq.get())
-        });
+                    _ if existing.is_none() => {
+                        return Err(JobError::Service(ServiceError::UnknownAccount(
+                            account.clone(),
+                        )));
+                    }
+                    StateStep::User { user, .. } => state::upsert_user(conn, &account, user)?,
+                    StateStep::RemoveUser { id, .. } => state::remove_user(conn, &account, id)?
+                        .ok_or_else(|| {
+                            JobError::Service(ServiceError::UnknownUser {
+                                account: account.clone(),
+                                id: id.clone(),
+                            })
+                        })?,
+                    StateStep::Integration {
+                        environment, id, ..
+                    } => state::add_integration(conn, &account, environment, id)?.ok_or_else(
+                        || {
+                            JobError::Service(ServiceError::UnknownEnvironment {
+                                account: account.clone(),
+                                environment: environment.clone(),
+                            })
+                        },
+                    )?,
+                };
+                let appended = tx.append(&RecordDraft {
+                    account: account.clone(),
+                    time_ms: at,
+                    kind: "sync".into(),
+                    actor: None,
+                    request: given,
+                    decision: None,
+                    effects: json!([change]),
+                    policy: None,
+                    input: None,
+                })?;
+                Ok(appended.seq.get())
+            });
         result.map_err(|e| match e {
             WriteError::Job(JobError::Service(e)) => e,
             other => store_error(other),
@@ -479,7 +506,9 @@ impl Host {
                 HOST_ISOLATION,
                 format!(
                     "{} belongs to another account, not to `{}`",
-                    named_object(&request.operation).map(|n| n.describe()).unwrap_or_default(),
+                    named_object(&request.operation)
+                        .map(|n| n.describe())
+                        .unwrap_or_default(),
                     row.id
                 ),
             )
@@ -515,11 +544,13 @@ impl Host {
     /// Sweeps every account at `at`: one `expire` record per grant that has
     /// expired and has none yet. Returns how many were recorded.
     pub fn tick(&self, at: i64) -> Result<usize, ServiceError> {
-        let result = self.store.write(move |tx: &mut WriteTx<'_>| -> Result<usize, JobError> {
-            let due = state::due_expiries(tx.conn(), None, at)?;
-            record_expiries(tx, at, &due)?;
-            Ok(due.len())
-        });
+        let result = self
+            .store
+            .write(move |tx: &mut WriteTx<'_>| -> Result<usize, JobError> {
+                let due = state::due_expiries(tx.conn(), None, at)?;
+                record_expiries(tx, at, &due)?;
+                Ok(due.len())
+            });
         result.map_err(|e| match e {
             WriteError::Job(JobError::Service(e)) => e,
             other => store_error(other),
@@ -596,7 +627,9 @@ fn record_decision(
             id: id.clone(),
             email: state::user_email(tx.conn(), &row.id, id)?,
         },
-        wit::Actor::Agent(email) => ActorRef::Agent { email: email.clone() },
+        wit::Actor::Agent(email) => ActorRef::Agent {
+            email: email.clone(),
+        },
     };
     let appended = tx.append(&RecordDraft {
         account: row.id.clone(),
@@ -630,7 +663,11 @@ fn record_decision(
     })
 }
 
-fn record_expiries(tx: &mut WriteTx<'_>, at: i64, due: &[state::DueExpiry]) -> Result<(), JobError> {
+fn record_expiries(
+    tx: &mut WriteTx<'_>,
+    at: i64,
+    due: &[state::DueExpiry],
+) -> Result<(), JobError> {
     for expiry in due {
         state::mark_expire_recorded(tx.conn(), &expiry.grant)?;
         tx.append(&RecordDraft {

@@ -1,5 +1,10 @@
 //! `chaperone policy inspect|check|export`, driven as a user would.
 
+#![expect(
+    clippy::indexing_slicing,
+    reason = "JSON fields of the command's output"
+)]
+
 use std::process::{Command, Output};
 
 fn chaperone(args: &[&str]) -> Output {
@@ -38,12 +43,23 @@ fn inspect_shows_digest_vendor_operations_and_no_imports() {
     assert_eq!(json["vendor"], "celigo");
     assert_eq!(json["imports"], serde_json::json!([]));
     assert_eq!(json["size"], bytes.len());
-    let operations = json["operations"].as_array().map(Vec::len).unwrap_or_default();
+    let operations = json["operations"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or_default();
     assert_eq!(operations, 5, "{json}");
-    assert!(json["exports"].as_array().is_some_and(|e| e.iter().any(|x| x == "evaluate")));
+    assert!(
+        json["exports"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|x| x == "evaluate"))
+    );
 
     let human = chaperone(&["policy", "inspect", &path]);
-    assert!(text(&human.stdout).contains("vendor:     celigo"), "{}", text(&human.stdout));
+    assert!(
+        text(&human.stdout).contains("vendor:     celigo"),
+        "{}",
+        text(&human.stdout)
+    );
 }
 
 #[test]
@@ -55,7 +71,13 @@ fn check_passes_the_built_in_modules() {
         let stdout = text(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{vendor}: {stdout}");
         assert!(stdout.contains("ok     fuel exhaustion"), "{stdout}");
-        assert!(stdout.lines().last().is_some_and(|l| l.ends_with(" passed, 0 failed")), "{stdout}");
+        assert!(
+            stdout
+                .lines()
+                .last()
+                .is_some_and(|l| l.ends_with(" passed, 0 failed")),
+            "{stdout}"
+        );
     }
 }
 
@@ -68,7 +90,10 @@ fn check_fails_a_module_that_imports_and_says_what() {
         // type section: one func type () -> ()
         &[0x01, 0x04, 0x01, 0x60, 0x00, 0x00],
         // import section: "wasi" "clock" func 0
-        &[0x02, 0x0e, 0x01, 0x04, b'w', b'a', b's', b'i', 0x05, b'c', b'l', b'o', b'c', b'k', 0x00, 0x00],
+        &[
+            0x02, 0x0e, 0x01, 0x04, b'w', b'a', b's', b'i', 0x05, b'c', b'l', b'o', b'c', b'k',
+            0x00, 0x00,
+        ],
     ]
     .concat();
     std::fs::write(&path, bytes).unwrap_or_else(|e| unreachable!("{e}"));
@@ -82,11 +107,25 @@ fn check_fails_a_module_that_imports_and_says_what() {
 fn unreadable_files_and_unknown_modules_are_usage_errors() {
     let out = chaperone(&["policy", "inspect", "/nonexistent/x.wasm"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("cannot read `/nonexistent/x.wasm`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot read `/nonexistent/x.wasm`"),
+        "{}",
+        text(&out.stderr)
+    );
     let dir = tempdir();
-    let out = chaperone(&["policy", "export", "acme", "--out", &dir.path().join("a.wasm").to_string_lossy()]);
+    let out = chaperone(&[
+        "policy",
+        "export",
+        "acme",
+        "--out",
+        &dir.path().join("a.wasm").to_string_lossy(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("no built-in module `acme`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no built-in module `acme`"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -96,5 +135,9 @@ fn inspect_of_random_bytes_reports_what_is_wrong() {
     std::fs::write(&path, b"definitely not wasm").unwrap_or_else(|e| unreachable!("{e}"));
     let out = chaperone(&["policy", "inspect", &path.to_string_lossy()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).contains("`\\0asm` magic bytes"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("`\\0asm` magic bytes"),
+        "{}",
+        text(&out.stdout)
+    );
 }

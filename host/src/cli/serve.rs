@@ -106,7 +106,8 @@ fn spawn_schedules(app: Arc<App>, sweep_every: u64, checkpoint_every: u64) {
             loop {
                 interval.tick().await;
                 let app = app.clone();
-                let swept = tokio::task::spawn_blocking(move || app.host.tick(instant::now())).await;
+                let swept =
+                    tokio::task::spawn_blocking(move || app.host.tick(instant::now())).await;
                 if let Ok(Err(error)) = swept {
                     tracing::error!(%error, "expiry sweep failed");
                 }
@@ -119,8 +120,10 @@ fn spawn_schedules(app: Arc<App>, sweep_every: u64, checkpoint_every: u64) {
             loop {
                 interval.tick().await;
                 let app = app.clone();
-                let written =
-                    tokio::task::spawn_blocking(move || app.host.store().checkpoint(instant::now())).await;
+                let written = tokio::task::spawn_blocking(move || {
+                    app.host.store().checkpoint(instant::now())
+                })
+                .await;
                 if let Ok(Err(error)) = written {
                     tracing::error!(%error, "scheduled checkpoint failed");
                 }
@@ -141,9 +144,9 @@ impl IntoResponse for ApiError {
 impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         let status = match &error {
-            ServiceError::Shape(_) | ServiceError::PolicyChange { .. } | ServiceError::NoPolicy(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ServiceError::Shape(_)
+            | ServiceError::PolicyChange { .. }
+            | ServiceError::NoPolicy(_) => StatusCode::BAD_REQUEST,
             ServiceError::UnknownAccount(_)
             | ServiceError::UnknownUser { .. }
             | ServiceError::UnknownEnvironment { .. } => StatusCode::NOT_FOUND,
@@ -165,21 +168,31 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let ok = given.is_some_and(|g| {
-        g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     });
     if ok {
         Ok(())
     } else {
-        Err(ApiError(StatusCode::UNAUTHORIZED, "a valid bearer token is required".into()))
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required".into(),
+        ))
     }
 }
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("the request failed: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the request failed: {e}"),
+        )
+    })?
 }
 
 async fn request(
@@ -188,9 +201,13 @@ async fn request(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&app, &headers)?;
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {e}")))?;
-    let parsed = parse_request(&value).map_err(|e| ServiceError::from(e))?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    let parsed = parse_request(&value).map_err(ServiceError::from)?;
     blocking(move || {
         let now = instant::now();
         match parsed {
