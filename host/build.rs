@@ -25,10 +25,17 @@ fn run() -> Result<(), String> {
         .ok_or("the host crate has no parent directory")?
         .to_path_buf();
     let out_dir = PathBuf::from(var("OUT_DIR")?);
-    for watched in ["policies", "sdk/src", "sdk/wit", "sdk/Cargo.toml", "Cargo.toml", "Cargo.lock", "host/build"] {
+    for watched in [
+        "policies",
+        "sdk/src",
+        "sdk/wit",
+        "sdk/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+        "host/build",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=CHAPERONE_POLICY_STACK");
     build_wasm_packages(&root, &out_dir, POLICIES)
 }
-

@@ -28,10 +28,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cases = Vec::new();
     for builtin in [builtin::CELIGO, builtin::XENTRAL] {
         let module = runtime.load(builtin.bytes)?;
-        for kind in [OperationKind::Act, OperationKind::Grant, OperationKind::CreateServiceAccount] {
+        for kind in [
+            OperationKind::Act,
+            OperationKind::Grant,
+            OperationKind::CreateServiceAccount,
+        ] {
             if module.handles(kind) {
-                let name = format!("{} {}", builtin.vendor, chaperone::probe::operation_name(kind, None));
-                cases.push((name, module.clone(), sample_request(builtin.vendor, kind, None)));
+                let name = format!(
+                    "{} {}",
+                    builtin.vendor,
+                    chaperone::probe::operation_name(kind, None)
+                );
+                cases.push((
+                    name,
+                    module.clone(),
+                    sample_request(builtin.vendor, kind, None),
+                ));
             }
         }
     }
@@ -66,7 +78,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let total = started.elapsed();
             times.sort_unstable();
-            let pct = |p: usize| times.get(times.len() * p / 100).copied().unwrap_or_default();
+            let pct = |p: usize| {
+                times
+                    .get(times.len() * p / 100)
+                    .copied()
+                    .unwrap_or_default()
+            };
             let mean = total / u32::try_from(samples).unwrap_or(u32::MAX);
             println!(
                 "{:<32} {:>9} {:>9} {:>9} {:>9} {:>10}",

@@ -68,7 +68,10 @@ mod tests {
             let ms = parse(text).ok();
             assert_eq!(ms.map(format).as_deref(), Some(text));
         }
-        assert_eq!(parse("2026-01-01T10:00:00+01:00").ok(), parse("2026-01-01T09:00:00Z").ok());
+        assert_eq!(
+            parse("2026-01-01T10:00:00+01:00").ok(),
+            parse("2026-01-01T09:00:00Z").ok()
+        );
         assert_eq!(parse("1970-01-01T00:00:01Z").ok(), Some(1000));
     }
 

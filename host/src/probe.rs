@@ -3,9 +3,9 @@
 use serde::Serialize;
 
 use crate::runtime::wit::{
-    AccessEntry, Account, Action, Actor, CustomRequest, Entry, Environment, EnvironmentKind,
-    Grant, GrantRequest, Invitation, ModifyRequest, Operation, OperationKind, Origin, Plan,
-    Request, ServiceAccount, SetRightsRequest, Setting, User,
+    AccessEntry, Account, Action, Actor, CustomRequest, Entry, Environment, EnvironmentKind, Grant,
+    GrantRequest, Invitation, ModifyRequest, Operation, OperationKind, Origin, Plan, Request,
+    ServiceAccount, SetRightsRequest, Setting, User,
 };
 use crate::runtime::{EvalError, Limits, LoadError, Runtime, RuntimeError};
 
@@ -17,10 +17,15 @@ const DAY: i64 = 86_400_000;
 /// six users, two grants, a service account, an invitation, settings.
 pub fn sample_account(policy: &str) -> Account {
     let integrations = |prefix: &str| -> Vec<String> {
-        ["amazon-orders", "hubspot-leads", "netsuite-invoices", "shopify-sync"]
-            .iter()
-            .map(|i| format!("{prefix}{i}"))
-            .collect()
+        [
+            "amazon-orders",
+            "hubspot-leads",
+            "netsuite-invoices",
+            "shopify-sync",
+        ]
+        .iter()
+        .map(|i| format!("{prefix}{i}"))
+        .collect()
     };
     let user = |id: &str, role: &str, access: &[(&str, &str)], rights: &[&str]| User {
         id: id.into(),
@@ -65,9 +70,24 @@ pub fn sample_account(policy: &str) -> Account {
         users: vec![
             user("ada", "owner", &[], &["users.manage"]),
             user("ben", "admin", &[], &["users.manage", "orders.read"]),
-            user("cy", "manage", &[("shopify-sync", "manage"), ("hubspot-leads", "monitor")], &[]),
-            user("dee", "monitor", &[("amazon-orders", "monitor")], &["orders.read"]),
-            user("eve", "custom", &[("netsuite-invoices", "manage")], &["orders.read"]),
+            user(
+                "cy",
+                "manage",
+                &[("shopify-sync", "manage"), ("hubspot-leads", "monitor")],
+                &[],
+            ),
+            user(
+                "dee",
+                "monitor",
+                &[("amazon-orders", "monitor")],
+                &["orders.read"],
+            ),
+            user(
+                "eve",
+                "custom",
+                &[("netsuite-invoices", "manage")],
+                &["orders.read"],
+            ),
             user("fay", "user", &[], &["orders.read", "invoices.read"]),
         ],
         grants: vec![
@@ -155,7 +175,9 @@ pub fn sample_request(policy: &str, kind: OperationKind, custom: Option<&str>) -
             }),
             admin(),
         ),
-        OperationKind::RemoveServiceAccount => (Operation::RemoveServiceAccount("sa-1".into()), admin()),
+        OperationKind::RemoveServiceAccount => {
+            (Operation::RemoveServiceAccount("sa-1".into()), admin())
+        }
         OperationKind::Act => (
             Operation::Act(Action {
                 name: "flow.run".into(),
@@ -266,7 +288,11 @@ pub fn check(bytes: &[u8], limits: &Limits) -> Result<CheckReport, RuntimeError>
     let mut least_fuel: Option<u64> = None;
     for kind in &description.operations {
         let customs: Vec<Option<&str>> = if *kind == OperationKind::Custom {
-            description.custom_operations.iter().map(|c| Some(c.as_str())).collect()
+            description
+                .custom_operations
+                .iter()
+                .map(|c| Some(c.as_str()))
+                .collect()
         } else {
             vec![None]
         };
@@ -305,13 +331,20 @@ pub fn check(bytes: &[u8], limits: &Limits) -> Result<CheckReport, RuntimeError>
         let outcome = probe_runtime
             .load(bytes)
             .map_err(|e| e.to_string())
-            .and_then(|m| probe_runtime.evaluate(&m, &request).map_err(|e| e.to_string()));
+            .and_then(|m| {
+                probe_runtime
+                    .evaluate(&m, &request)
+                    .map_err(|e| e.to_string())
+            });
         let (ok, detail) = match outcome {
             Err(detail) if detail == EvalError::FuelExhausted(starved.fuel).to_string() => {
                 (true, format!("stopped cleanly with {} fuel", starved.fuel))
             }
             Err(detail) => (false, format!("expected fuel exhaustion, got: {detail}")),
-            Ok(_) => (false, format!("still ran to completion with {} fuel", starved.fuel)),
+            Ok(_) => (
+                false,
+                format!("still ran to completion with {} fuel", starved.fuel),
+            ),
         };
         push("fuel exhaustion", ok, detail, None);
     }

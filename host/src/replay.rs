@@ -45,10 +45,16 @@ pub enum ReplayError {
 }
 
 /// Replays the records of one account, or of every account.
-pub fn replay(store: &Store, runtime: &Runtime, account: Option<&str>) -> Result<ReplayReport, ReplayError> {
+pub fn replay(
+    store: &Store,
+    runtime: &Runtime,
+    account: Option<&str>,
+) -> Result<ReplayReport, ReplayError> {
     let accounts = match account {
         Some(account) => vec![account.to_string()],
-        None => store.accounts().map_err(|e| ReplayError::Store(e.to_string()))?,
+        None => store
+            .accounts()
+            .map_err(|e| ReplayError::Store(e.to_string()))?,
     };
     let mut report = ReplayReport::default();
     let mut modules: HashMap<String, Result<Arc<PolicyModule>, String>> = HashMap::new();
@@ -58,7 +64,8 @@ pub fn replay(store: &Store, runtime: &Runtime, account: Option<&str>) -> Result
             .map_err(|e| ReplayError::Store(e.to_string()))?;
         for stored in records {
             let record = &stored.record;
-            let (Some(policy), Some(input), Some(decision)) = (&record.policy, &record.input, &record.decision)
+            let (Some(policy), Some(input), Some(decision)) =
+                (&record.policy, &record.input, &record.decision)
             else {
                 report.skipped += 1;
                 continue;
@@ -112,7 +119,11 @@ fn load(store: &Store, runtime: &Runtime, digest: &str) -> Result<Arc<PolicyModu
         .map_err(|e| format!("cannot load module `{digest}`: {e}"))
 }
 
-fn differs(recorded: &DecisionRecord, recorded_effects: &Value, now: &wit::Decision) -> Option<String> {
+fn differs(
+    recorded: &DecisionRecord,
+    recorded_effects: &Value,
+    now: &wit::Decision,
+) -> Option<String> {
     let verdict = match now.verdict {
         wit::Verdict::Allow => RecordVerdict::Allow,
         wit::Verdict::Deny => RecordVerdict::Deny,
@@ -134,7 +145,12 @@ fn differs(recorded: &DecisionRecord, recorded_effects: &Value, now: &wit::Decis
     }
     let recorded_effects: Vec<Value> = recorded_effects
         .as_array()
-        .map(|effects| effects.iter().filter_map(|e| e.get("effect").cloned()).collect())
+        .map(|effects| {
+            effects
+                .iter()
+                .filter_map(|e| e.get("effect").cloned())
+                .collect()
+        })
         .unwrap_or_default();
     let replayed: Vec<Value> = now
         .effects

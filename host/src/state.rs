@@ -123,7 +123,9 @@ pub fn account(conn: &Connection, id: &str) -> rusqlite::Result<Option<AccountRo
                 id: id.to_string(),
                 policy: row.get(0)?,
                 plan: plan_from(&row.get::<_, String>(1)?),
-                seat_limit: row.get::<_, Option<i64>>(2)?.and_then(|n| u32::try_from(n).ok()),
+                seat_limit: row
+                    .get::<_, Option<i64>>(2)?
+                    .and_then(|n| u32::try_from(n).ok()),
             })
         })
         .optional()
@@ -146,7 +148,9 @@ pub fn snapshot(conn: &Connection, row: &AccountRow, now: i64) -> rusqlite::Resu
     let mut integrations = conn.prepare_cached(
         "SELECT environment, id FROM integrations WHERE account = ?1 ORDER BY environment, id",
     )?;
-    let rows = integrations.query_map(params![id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let rows = integrations.query_map(params![id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
     for row in rows {
         let (environment, integration) = row?;
         if let Some(env) = environments.iter_mut().find(|e| e.id == environment) {
@@ -155,7 +159,12 @@ pub fn snapshot(conn: &Connection, row: &AccountRow, now: i64) -> rusqlite::Resu
     }
     let settings = conn
         .prepare_cached("SELECT key, value FROM settings WHERE account = ?1 ORDER BY key")?
-        .query_map(params![id], |r| Ok(wit::Setting { key: r.get(0)?, value: r.get(1)? }))?
+        .query_map(params![id], |r| {
+            Ok(wit::Setting {
+                key: r.get(0)?,
+                value: r.get(1)?,
+            })
+        })?
         .collect::<Result<_, _>>()?;
     let users = conn
         .prepare_cached(
@@ -228,7 +237,12 @@ pub fn snapshot(conn: &Connection, row: &AccountRow, now: i64) -> rusqlite::Resu
         .collect::<Result<_, _>>()?;
     let entries = conn
         .prepare_cached("SELECT key, value FROM entries WHERE account = ?1 ORDER BY key")?
-        .query_map(params![id], |r| Ok(wit::Entry { key: r.get(0)?, value: r.get(1)? }))?
+        .query_map(params![id], |r| {
+            Ok(wit::Entry {
+                key: r.get(0)?,
+                value: r.get(1)?,
+            })
+        })?
         .collect::<Result<_, _>>()?;
     Ok(wit::Account {
         id: row.id.clone(),
@@ -268,8 +282,17 @@ pub fn upsert_account(conn: &Connection, spec: &AccountSpec) -> rusqlite::Result
         "INSERT INTO accounts (id, policy, plan, seat_limit) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (id) DO UPDATE SET plan = excluded.plan, seat_limit = excluded.seat_limit",
     )?
-    .execute(params![spec.id, spec.policy, plan_name(spec.plan), spec.seat_limit])?;
-    let kept: Vec<&str> = spec.environments.iter().map(|(id, _)| id.as_str()).collect();
+    .execute(params![
+        spec.id,
+        spec.policy,
+        plan_name(spec.plan),
+        spec.seat_limit
+    ])?;
+    let kept: Vec<&str> = spec
+        .environments
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .collect();
     let existing: Vec<String> = conn
         .prepare_cached("SELECT id FROM environments WHERE account = ?1")?
         .query_map(params![spec.id], |r| r.get(0))?
@@ -354,7 +377,9 @@ pub fn add_integration(
         "INSERT OR IGNORE INTO integrations (account, environment, id) VALUES (?1, ?2, ?3)",
     )?
     .execute(params![account, environment, id])?;
-    Ok(Some(json!({"add_integration": {"environment": environment, "id": id}})))
+    Ok(Some(
+        json!({"add_integration": {"environment": environment, "id": id}}),
+    ))
 }
 
 /// The user's email, for the audit record's actor.
@@ -407,8 +432,10 @@ pub fn apply(
             None
         }
         wit::Effect::RevokeGrant(id) => {
-            conn.prepare_cached("UPDATE grants SET revoked_at = ?3 WHERE account = ?1 AND id = ?2")?
-                .execute(params![account, id, now])?;
+            conn.prepare_cached(
+                "UPDATE grants SET revoked_at = ?3 WHERE account = ?1 AND id = ?2",
+            )?
+            .execute(params![account, id, now])?;
             None
         }
         wit::Effect::CreateServiceAccount(s) => {
@@ -427,28 +454,38 @@ pub fn apply(
             )?)
         }
         wit::Effect::SetServiceAccountRights(u) => {
-            conn.prepare_cached("UPDATE service_accounts SET rights = ?3 WHERE account = ?1 AND id = ?2")?
-                .execute(params![account, u.id, json!(u.rights).to_string()])?;
+            conn.prepare_cached(
+                "UPDATE service_accounts SET rights = ?3 WHERE account = ?1 AND id = ?2",
+            )?
+            .execute(params![account, u.id, json!(u.rights).to_string()])?;
             None
         }
         wit::Effect::RemoveServiceAccount(id) => {
-            conn.prepare_cached("UPDATE service_accounts SET removed_at = ?3 WHERE account = ?1 AND id = ?2")?
-                .execute(params![account, id, now])?;
+            conn.prepare_cached(
+                "UPDATE service_accounts SET removed_at = ?3 WHERE account = ?1 AND id = ?2",
+            )?
+            .execute(params![account, id, now])?;
             None
         }
         wit::Effect::SetSetting(s) => {
             set_setting(conn, account, &s.key, &s.value)?;
             None
         }
-        wit::Effect::CreateInvitation(email) => Some(conn.prepare_cached(
-            "INSERT INTO invitations (id, account, email, invited_by, created_at)
+        wit::Effect::CreateInvitation(email) => Some(
+            conn.prepare_cached(
+                "INSERT INTO invitations (id, account, email, invited_by, created_at)
              VALUES ('inv-' || (SELECT COALESCE(MAX(seq), 0) + 1 FROM invitations), ?1, ?2, ?3, ?4)
              RETURNING id",
-        )?
-        .query_row(params![account, email, actor_json, now], |r| r.get::<_, String>(0))?),
+            )?
+            .query_row(params![account, email, actor_json, now], |r| {
+                r.get::<_, String>(0)
+            })?,
+        ),
         wit::Effect::UseInvitation(id) => {
-            conn.prepare_cached("UPDATE invitations SET used_at = ?3 WHERE account = ?1 AND id = ?2")?
-                .execute(params![account, id, now])?;
+            conn.prepare_cached(
+                "UPDATE invitations SET used_at = ?3 WHERE account = ?1 AND id = ?2",
+            )?
+            .execute(params![account, id, now])?;
             None
         }
         wit::Effect::PutEntry(e) => {
@@ -485,7 +522,11 @@ pub struct DueExpiry {
 
 /// Grants (of one account, or all) that expired at or before `now`, were
 /// not revoked, and have no `expire` record yet; oldest expiry first.
-pub fn due_expiries(conn: &Connection, account: Option<&str>, now: i64) -> rusqlite::Result<Vec<DueExpiry>> {
+pub fn due_expiries(
+    conn: &Connection,
+    account: Option<&str>,
+    now: i64,
+) -> rusqlite::Result<Vec<DueExpiry>> {
     let map = |r: &rusqlite::Row<'_>| {
         Ok(DueExpiry {
             account: r.get(0)?,
@@ -612,7 +653,10 @@ fn actor_to(actor: &wit::Actor) -> String {
 
 fn actor_from(text: &str) -> wit::Actor {
     let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-    match (value.get("user").and_then(Value::as_str), value.get("agent").and_then(Value::as_str)) {
+    match (
+        value.get("user").and_then(Value::as_str),
+        value.get("agent").and_then(Value::as_str),
+    ) {
         (Some(id), _) => wit::Actor::User(id.to_string()),
         (None, Some(email)) => wit::Actor::Agent(email.to_string()),
         (None, None) => wit::Actor::User(String::new()),

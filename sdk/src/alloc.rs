@@ -73,7 +73,12 @@ unsafe impl GlobalAlloc for Bump {
             return core::ptr::null_mut();
         }
         let align = layout.align();
-        let Some(start) = self.next.get().checked_add(align - 1).map(|n| n & !(align - 1)) else {
+        let Some(start) = self
+            .next
+            .get()
+            .checked_add(align - 1)
+            .map(|n| n & !(align - 1))
+        else {
             return core::ptr::null_mut();
         };
         let Some(end) = start.checked_add(layout.size()) else {

@@ -47,7 +47,8 @@ impl Fixture {
     }
 
     fn op(&self, time: &str, value: Value) -> Outcome {
-        self.step(time, value).unwrap_or_else(|| unreachable!("not an operation"))
+        self.step(time, value)
+            .unwrap_or_else(|| unreachable!("not an operation"))
     }
 
     fn counts(&self, account: Option<&str>) -> std::collections::BTreeMap<String, u64> {
@@ -59,10 +60,16 @@ impl Fixture {
 
     fn celigo_account(&self, id: &str) {
         let t = "2026-01-01T09:00:00Z";
-        self.step(t, json!({"op": "account", "id": id, "policy": "celigo", "plan": "paid",
-            "environments": [{"id": "prod", "kind": "production"}]}));
+        self.step(
+            t,
+            json!({"op": "account", "id": id, "policy": "celigo", "plan": "paid",
+            "environments": [{"id": "prod", "kind": "production"}]}),
+        );
         self.step(t, json!({"op": "user", "account": id, "id": "ada", "email": "ada@x.test", "role": "admin"}));
-        self.step(t, json!({"op": "integration", "account": id, "environment": "prod", "id": "shop"}));
+        self.step(
+            t,
+            json!({"op": "integration", "account": id, "environment": "prod", "id": "shop"}),
+        );
     }
 }
 
@@ -83,30 +90,63 @@ fn host_audit_every_operation_allowed_or_denied_appends_one_record() {
     let allowed = f.op("2026-01-01T09:00:00Z", grant("acme", 5));
     let denied = f.op("2026-01-01T09:00:00Z", grant("acme", 181));
     assert!(allowed.allowed());
-    assert_eq!((denied.verdict, denied.rule.as_str()), (Verdict::Deny, "CEL-EXPIRY"));
+    assert_eq!(
+        (denied.verdict, denied.rule.as_str()),
+        (Verdict::Deny, "CEL-EXPIRY")
+    );
     assert_eq!(denied.seq, allowed.seq + 1);
     let counts = f.counts(Some("acme"));
     assert_eq!(counts.get("grant"), Some(&2));
     assert_eq!(counts.get("sync"), Some(&3));
-    let records = f.host.store().records("acme").unwrap_or_else(|e| unreachable!("{e}"));
-    let last = records.last().map(|r| &r.record).unwrap_or_else(|| unreachable!());
+    let records = f
+        .host
+        .store()
+        .records("acme")
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let last = records
+        .last()
+        .map(|r| &r.record)
+        .unwrap_or_else(|| unreachable!());
     assert_eq!(last.kind, "grant");
-    assert_eq!(last.decision.as_ref().map(|d| d.rule.as_str()), Some("CEL-EXPIRY"));
-    assert!(last.policy.as_ref().is_some_and(|p| p.digest.len() == 64 && p.vendor == "celigo"));
+    assert_eq!(
+        last.decision.as_ref().map(|d| d.rule.as_str()),
+        Some("CEL-EXPIRY")
+    );
+    assert!(
+        last.policy
+            .as_ref()
+            .is_some_and(|p| p.digest.len() == 64 && p.vendor == "celigo")
+    );
     assert!(last.input.is_some(), "the exact policy input is recorded");
     assert_eq!(last.effects, json!([]), "a deny applies nothing");
 }
 
 #[test]
 fn host_fail_closed_a_failing_policy_is_an_audited_deny_and_the_host_keeps_serving() {
-    let hostile = std::fs::read(chaperone_tests::HOSTILE_WASM).unwrap_or_else(|e| unreachable!("{e}"));
+    let hostile =
+        std::fs::read(chaperone_tests::HOSTILE_WASM).unwrap_or_else(|e| unreachable!("{e}"));
     let f = host_with(vec![("hostile".into(), hostile)]);
     let t = "2026-01-01T09:00:00Z";
-    f.step(t, json!({"op": "account", "id": "evil", "policy": "hostile", "plan": "paid",
-        "environments": [{"id": "prod", "kind": "production"}]}));
-    for attack in ["loop", "grow", "recurse", "trap", "target", "message", "deny-effect", "rule"] {
-        let outcome = f.op(t, json!({"op": "act", "account": "evil", "agent": "a@b.c",
-            "action": {"name": attack, "environment": "prod"}}));
+    f.step(
+        t,
+        json!({"op": "account", "id": "evil", "policy": "hostile", "plan": "paid",
+        "environments": [{"id": "prod", "kind": "production"}]}),
+    );
+    for attack in [
+        "loop",
+        "grow",
+        "recurse",
+        "trap",
+        "target",
+        "message",
+        "deny-effect",
+        "rule",
+    ] {
+        let outcome = f.op(
+            t,
+            json!({"op": "act", "account": "evil", "agent": "a@b.c",
+            "action": {"name": attack, "environment": "prod"}}),
+        );
         assert_eq!(
             (outcome.verdict, outcome.rule.as_str()),
             (Verdict::Deny, "HOST-POLICY-ERROR"),
@@ -114,8 +154,11 @@ fn host_fail_closed_a_failing_policy_is_an_audited_deny_and_the_host_keeps_servi
         );
         assert!(!outcome.message.is_empty());
     }
-    let fine = f.op(t, json!({"op": "act", "account": "evil", "agent": "a@b.c",
-        "action": {"name": "fine", "environment": "prod"}}));
+    let fine = f.op(
+        t,
+        json!({"op": "act", "account": "evil", "agent": "a@b.c",
+        "action": {"name": "fine", "environment": "prod"}}),
+    );
     assert!(fine.allowed(), "{fine:?}");
     assert_eq!(f.counts(Some("evil")).get("act"), Some(&9));
     // The built-in modules still work on the same host.
@@ -127,11 +170,20 @@ fn host_fail_closed_a_failing_policy_is_an_audited_deny_and_the_host_keeps_servi
 fn host_unsupported_an_operation_the_module_does_not_list_is_refused_and_audited() {
     let f = host_with(vec![]);
     let t = "2026-01-01T09:00:00Z";
-    f.step(t, json!({"op": "account", "id": "xen", "policy": "xentral", "plan": "paid",
-        "environments": [{"id": "live", "kind": "production"}]}));
-    f.step(t, json!({"op": "user", "account": "xen", "id": "ada", "email": "a@x.test", "role": "admin"}));
-    let outcome = f.op(t, json!({"op": "grant", "account": "xen", "actor": "ada",
-        "environment": "live", "scope": {"level": "admin"}, "expires_in": {"days": 5}}));
+    f.step(
+        t,
+        json!({"op": "account", "id": "xen", "policy": "xentral", "plan": "paid",
+        "environments": [{"id": "live", "kind": "production"}]}),
+    );
+    f.step(
+        t,
+        json!({"op": "user", "account": "xen", "id": "ada", "email": "a@x.test", "role": "admin"}),
+    );
+    let outcome = f.op(
+        t,
+        json!({"op": "grant", "account": "xen", "actor": "ada",
+        "environment": "live", "scope": {"level": "admin"}, "expires_in": {"days": 5}}),
+    );
     assert_eq!(outcome.rule, "HOST-UNSUPPORTED");
     assert_eq!(f.counts(Some("xen")).get("grant"), Some(&1));
 }
@@ -143,8 +195,14 @@ fn host_isolation_another_accounts_grant_is_refused_and_audited_in_the_asking_ch
     f.celigo_account("globex");
     let t = "2026-01-02T09:00:00Z";
     let g = f.op(t, grant("acme", 5));
-    let id = g.created.clone().unwrap_or_else(|| unreachable!("grant id"));
-    let refused = f.op(t, json!({"op": "revoke", "account": "globex", "actor": "ada", "grant": id}));
+    let id = g
+        .created
+        .clone()
+        .unwrap_or_else(|| unreachable!("grant id"));
+    let refused = f.op(
+        t,
+        json!({"op": "revoke", "account": "globex", "actor": "ada", "grant": id}),
+    );
     assert_eq!(refused.rule, "HOST-ISOLATION");
     assert_eq!(f.counts(Some("globex")).get("revoke"), Some(&1));
     assert_eq!(f.counts(Some("acme")).get("revoke"), None);
@@ -159,10 +217,19 @@ fn host_revoked_a_revoked_grant_is_never_honoured_again() {
     f.celigo_account("acme");
     let t = "2026-01-02T09:00:00Z";
     let id = f.op(t, grant("acme", 5)).created.unwrap_or_default();
-    assert!(f.op(t, json!({"op": "revoke", "account": "acme", "actor": "ada", "grant": id})).allowed());
+    assert!(
+        f.op(
+            t,
+            json!({"op": "revoke", "account": "acme", "actor": "ada", "grant": id})
+        )
+        .allowed()
+    );
     assert_eq!(f.op(t, act("acme", "flow.read")).rule, "CEL-NO-GRANT");
-    let again = f.op(t, json!({"op": "modify", "account": "acme", "actor": "ada", "grant": id,
-        "expires_in": {"days": 2}}));
+    let again = f.op(
+        t,
+        json!({"op": "modify", "account": "acme", "actor": "ada", "grant": id,
+        "expires_in": {"days": 2}}),
+    );
     assert_eq!(again.rule, "CEL-CHANGE");
 }
 
@@ -172,14 +239,27 @@ fn host_expiry_one_expire_record_per_grant_on_first_use_or_sweep() {
     f.celigo_account("acme");
     let g1 = f.op("2026-01-01T09:00:00Z", grant("acme", 1));
     assert_eq!(g1.expires_at, Some(at("2026-01-02T09:00:00Z")));
-    let revoked = f.op("2026-01-01T09:00:00Z", grant("acme", 1)).created.unwrap_or_default();
-    f.op("2026-01-01T10:00:00Z", json!({"op": "revoke", "account": "acme", "actor": "ada", "grant": revoked}));
+    let revoked = f
+        .op("2026-01-01T09:00:00Z", grant("acme", 1))
+        .created
+        .unwrap_or_default();
+    f.op(
+        "2026-01-01T10:00:00Z",
+        json!({"op": "revoke", "account": "acme", "actor": "ada", "grant": revoked}),
+    );
     // At the instant of expiry the grant is inactive; the act records it.
-    assert_eq!(f.op("2026-01-02T09:00:00Z", act("acme", "flow.read")).rule, "CEL-NO-GRANT");
+    assert_eq!(
+        f.op("2026-01-02T09:00:00Z", act("acme", "flow.read")).rule,
+        "CEL-NO-GRANT"
+    );
     assert_eq!(f.counts(Some("acme")).get("expire"), Some(&1));
     f.op("2026-01-03T09:00:00Z", act("acme", "flow.read"));
     assert_eq!(f.host.tick(at("2026-02-01T00:00:00Z")).ok(), Some(0));
-    assert_eq!(f.counts(Some("acme")).get("expire"), Some(&1), "once per grant; none for the revoked one");
+    assert_eq!(
+        f.counts(Some("acme")).get("expire"),
+        Some(&1),
+        "once per grant; none for the revoked one"
+    );
 
     f.celigo_account("globex");
     f.op("2026-02-01T00:00:00Z", grant("globex", 2));
@@ -212,11 +292,21 @@ fn host_replay_detects_kept_module_bytes_that_do_not_match_the_digest() {
         .unwrap_or_else(|e| unreachable!("{e}"));
     assert!(report.mismatches.is_empty());
     // Swap the kept module's bytes behind the host's back.
-    let conn = rusqlite::Connection::open(f.host.store().path()).unwrap_or_else(|e| unreachable!("{e}"));
-    conn.execute("UPDATE modules SET bytes = ?1", [chaperone::builtin::XENTRAL.bytes])
-        .unwrap_or_else(|e| unreachable!("{e}"));
+    let conn =
+        rusqlite::Connection::open(f.host.store().path()).unwrap_or_else(|e| unreachable!("{e}"));
+    conn.execute(
+        "UPDATE modules SET bytes = ?1",
+        [chaperone::builtin::XENTRAL.bytes],
+    )
+    .unwrap_or_else(|e| unreachable!("{e}"));
     let report = replay::replay(f.host.store(), f.host.runtime(), Some("acme"))
         .unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!(report.mismatches.len(), 1, "{report:?}");
-    assert!(report.mismatches.iter().all(|m| m.reason.contains("digest")), "{report:?}");
+    assert!(
+        report
+            .mismatches
+            .iter()
+            .all(|m| m.reason.contains("digest")),
+        "{report:?}"
+    );
 }

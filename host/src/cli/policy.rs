@@ -7,9 +7,9 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde::Serialize;
 
+use chaperone::builtin;
 use chaperone::probe::{self, operation_name};
 use chaperone::runtime::{self, Limits, ModuleDigest, Runtime};
-use chaperone::builtin;
 
 use super::exit;
 

@@ -1,7 +1,10 @@
 //! Host-side bindings generated from `sdk/wit` (the one source of truth for
 //! the interface).
 
-#![expect(missing_docs, reason = "generated from the WIT package, whose items carry the documentation")]
+#![expect(
+    missing_docs,
+    reason = "generated from the WIT package, whose items carry the documentation"
+)]
 
 wasmtime::component::bindgen!({
     path: "../sdk/wit",

@@ -130,7 +130,10 @@ pub fn check_decision(decision: &Decision, request: &Request) -> Result<(), Stri
             }
             Effect::DeleteEntry(key) => {
                 if !account.entries.iter().any(|e| &e.key == key) {
-                    return Err(format!("an effect deletes entry `{}`, which does not exist", clip(key)));
+                    return Err(format!(
+                        "an effect deletes entry `{}`, which does not exist",
+                        clip(key)
+                    ));
                 }
             }
         }

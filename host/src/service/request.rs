@@ -62,22 +62,23 @@ pub const POLICY_OPS: &[&str] = &[
 /// Parses one request object (`{"op": ..., ...}`). Fields other than those
 /// of its operation are ignored.
 pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
-    let object = value
-        .as_object()
-        .ok_or_else(|| ShapeError::new("request", format!("must be an object, got {}", kind(value))))?;
+    let object = value.as_object().ok_or_else(|| {
+        ShapeError::new("request", format!("must be an object, got {}", kind(value)))
+    })?;
     let f = Fields(object);
     let op = f.string("op")?;
     let account = || f.string("account");
     let user_actor = || f.string("actor").map(wit::Actor::User);
     let agent_actor = || f.string("agent").map(wit::Actor::Agent);
-    let operation = |actor: wit::Actor, operation: wit::Operation| -> Result<ParsedRequest, ShapeError> {
-        Ok(ParsedRequest::Operation(OperationRequest {
-            account: account()?,
-            actor,
-            operation,
-            given: value.clone(),
-        }))
-    };
+    let operation =
+        |actor: wit::Actor, operation: wit::Operation| -> Result<ParsedRequest, ShapeError> {
+            Ok(ParsedRequest::Operation(OperationRequest {
+                account: account()?,
+                actor,
+                operation,
+                given: value.clone(),
+            }))
+        };
     match op.as_str() {
         "account" => Ok(ParsedRequest::State(StateStep::Account(parse_account(&f)?))),
         "user" => Ok(ParsedRequest::State(StateStep::User {
@@ -117,7 +118,10 @@ pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
             }),
         ),
         "revoke" => operation(user_actor()?, wit::Operation::Revoke(f.string("grant")?)),
-        "invite" => operation(either_actor(&f)?, wit::Operation::Invite(f.string("email")?)),
+        "invite" => operation(
+            either_actor(&f)?,
+            wit::Operation::Invite(f.string("email")?),
+        ),
         "create_service_account" => operation(agent_actor()?, wit::Operation::CreateServiceAccount),
         "set_rights" => operation(
             user_actor()?,
@@ -131,20 +135,29 @@ pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
             wit::Operation::RemoveServiceAccount(f.string("service_account")?),
         ),
         "custom" => operation(
-                either_actor(&f)?,
-                wit::Operation::Custom(wit::CustomRequest {
-                    name: f.string("name")?,
-                    params: f.0.get("params").cloned().unwrap_or(Value::Null).to_string(),
-                }),
-            ),
+            either_actor(&f)?,
+            wit::Operation::Custom(wit::CustomRequest {
+                name: f.string("name")?,
+                params: f
+                    .0
+                    .get("params")
+                    .cloned()
+                    .unwrap_or(Value::Null)
+                    .to_string(),
+            }),
+        ),
         "act" => {
             let action = Fields(f.object("action")?);
             operation(
                 agent_actor()?,
                 wit::Operation::Act(wit::Action {
                     name: action.string("name").map_err(|e| e.under("action"))?,
-                    environment: action.optional_string("environment").map_err(|e| e.under("action"))?,
-                    integration: action.optional_string("integration").map_err(|e| e.under("action"))?,
+                    environment: action
+                        .optional_string("environment")
+                        .map_err(|e| e.under("action"))?,
+                    integration: action
+                        .optional_string("integration")
+                        .map_err(|e| e.under("action"))?,
                 }),
             )
         }
@@ -153,7 +166,12 @@ pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
             format!(
                 "`{}` is not an operation; expected one of {}",
                 clip(other),
-                STATE_OPS.iter().chain(POLICY_OPS).copied().collect::<Vec<_>>().join(", ")
+                STATE_OPS
+                    .iter()
+                    .chain(POLICY_OPS)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )),
     }
@@ -177,17 +195,19 @@ fn parse_account(f: &Fields<'_>) -> Result<AccountSpec, ShapeError> {
         other => {
             return Err(ShapeError::new(
                 "plan",
-                format!("`{}` is not a plan; expected free, trial or paid", clip(other)),
+                format!(
+                    "`{}` is not a plan; expected free, trial or paid",
+                    clip(other)
+                ),
             ));
         }
     };
     let mut environments = Vec::new();
     for (i, env) in f.array("environments")?.iter().enumerate() {
         let field = format!("environments[{i}]");
-        let env = Fields(
-            env.as_object()
-                .ok_or_else(|| ShapeError::new(&field, format!("must be an object, got {}", kind(env))))?,
-        );
+        let env = Fields(env.as_object().ok_or_else(|| {
+            ShapeError::new(&field, format!("must be an object, got {}", kind(env)))
+        })?);
         let id = env.string("id").map_err(|e| e.under(&field))?;
         let kind = match env.string("kind").map_err(|e| e.under(&field))?.as_str() {
             "production" => wit::EnvironmentKind::Production,
@@ -195,17 +215,26 @@ fn parse_account(f: &Fields<'_>) -> Result<AccountSpec, ShapeError> {
             other => {
                 return Err(ShapeError::new(
                     format!("{field}.kind"),
-                    format!("`{}` is not an environment kind; expected production or sandbox", clip(other)),
+                    format!(
+                        "`{}` is not an environment kind; expected production or sandbox",
+                        clip(other)
+                    ),
                 ));
             }
         };
         if environments.iter().any(|(existing, _)| existing == &id) {
-            return Err(ShapeError::new(format!("{field}.id"), format!("`{}` is given twice", clip(&id))));
+            return Err(ShapeError::new(
+                format!("{field}.id"),
+                format!("`{}` is given twice", clip(&id)),
+            ));
         }
         environments.push((id, kind));
     }
     let settings = match f.optional_object("settings")? {
-        Some(settings) => settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Some(settings) => settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         None => BTreeMap::new(),
     };
     let seat_limit = match f.0.get("seat_limit") {
@@ -215,7 +244,12 @@ fn parse_account(f: &Fields<'_>) -> Result<AccountSpec, ShapeError> {
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
                 .filter(|_| !value.is_f64())
-                .ok_or_else(|| ShapeError::new("seat_limit", format!("must be a whole number, got {}", kind(value))))?,
+                .ok_or_else(|| {
+                    ShapeError::new(
+                        "seat_limit",
+                        format!("must be a whole number, got {}", kind(value)),
+                    )
+                })?,
         ),
     };
     Ok(AccountSpec {
@@ -233,21 +267,29 @@ fn parse_user(f: &Fields<'_>) -> Result<UserSpec, ShapeError> {
     if let Some(map) = f.optional_object("access")? {
         for (integration, level) in map {
             let level = level.as_str().ok_or_else(|| {
-                ShapeError::new(format!("access.{integration}"), format!("must be a string, got {}", kind(level)))
+                ShapeError::new(
+                    format!("access.{integration}"),
+                    format!("must be a string, got {}", kind(level)),
+                )
             })?;
             access.insert(integration.clone(), level.to_string());
         }
     }
     let mut rights = Vec::new();
     if let Some(list) = f.0.get("rights").filter(|v| !v.is_null()) {
-        let list = list
-            .as_array()
-            .ok_or_else(|| ShapeError::new("rights", format!("must be a list, got {}", kind(list))))?;
+        let list = list.as_array().ok_or_else(|| {
+            ShapeError::new("rights", format!("must be a list, got {}", kind(list)))
+        })?;
         for (i, right) in list.iter().enumerate() {
             rights.push(
                 right
                     .as_str()
-                    .ok_or_else(|| ShapeError::new(format!("rights[{i}]"), format!("must be a string, got {}", kind(right))))?
+                    .ok_or_else(|| {
+                        ShapeError::new(
+                            format!("rights[{i}]"),
+                            format!("must be a string, got {}", kind(right)),
+                        )
+                    })?
                     .to_string(),
             );
         }
@@ -355,25 +397,59 @@ mod tests {
     #[test]
     fn refuses_wrong_shapes_naming_the_field() {
         let cases = [
-            (json!({"op": "grant", "account": "a", "actor": "u", "environment": "prod", "scope": "admin"}), "scope"),
-            (json!({"op": "grant", "account": "a", "actor": "u", "scope": {}}), "environment"),
-            (json!({"op": "grant", "account": 7, "actor": "u", "environment": "p", "scope": {}}), "account"),
+            (
+                json!({"op": "grant", "account": "a", "actor": "u", "environment": "prod", "scope": "admin"}),
+                "scope",
+            ),
+            (
+                json!({"op": "grant", "account": "a", "actor": "u", "scope": {}}),
+                "environment",
+            ),
+            (
+                json!({"op": "grant", "account": 7, "actor": "u", "environment": "p", "scope": {}}),
+                "account",
+            ),
             (json!({"op": "fly", "account": "a"}), "op"),
             (json!({"account": "a"}), "op"),
-            (json!({"op": "act", "account": "a", "agent": "x@y", "action": {"name": 3}}), "action.name"),
-            (json!({"op": "act", "account": "a", "agent": "x@y", "action": "read"}), "action"),
-            (json!({"op": "invite", "account": "a", "email": "x@y"}), "actor"),
-            (json!({"op": "account", "id": "a", "policy": "celigo", "plan": "gold", "environments": []}), "plan"),
-            (json!({"op": "account", "id": "a", "policy": "celigo", "plan": "paid",
-                    "environments": [{"id": "p", "kind": "staging"}]}), "environments[0].kind"),
-            (json!({"op": "user", "account": "a", "id": "u", "email": "e", "role": "admin",
-                    "access": {"i": 1}}), "access.i"),
-            (json!({"op": "grant", "account": "a", "actor": "u", "environment": "p", "scope": {},
-                    "expires_in": 5}), "expires_in"),
+            (
+                json!({"op": "act", "account": "a", "agent": "x@y", "action": {"name": 3}}),
+                "action.name",
+            ),
+            (
+                json!({"op": "act", "account": "a", "agent": "x@y", "action": "read"}),
+                "action",
+            ),
+            (
+                json!({"op": "invite", "account": "a", "email": "x@y"}),
+                "actor",
+            ),
+            (
+                json!({"op": "account", "id": "a", "policy": "celigo", "plan": "gold", "environments": []}),
+                "plan",
+            ),
+            (
+                json!({"op": "account", "id": "a", "policy": "celigo", "plan": "paid",
+                    "environments": [{"id": "p", "kind": "staging"}]}),
+                "environments[0].kind",
+            ),
+            (
+                json!({"op": "user", "account": "a", "id": "u", "email": "e", "role": "admin",
+                    "access": {"i": 1}}),
+                "access.i",
+            ),
+            (
+                json!({"op": "grant", "account": "a", "actor": "u", "environment": "p", "scope": {},
+                    "expires_in": 5}),
+                "expires_in",
+            ),
         ];
         for (value, field) in cases {
             let error = shape(value.clone());
-            assert_eq!(error.as_ref().map(|e| e.field.as_str()), Some(field), "{value}: {error:?}");
+            assert_eq!(
+                error.as_ref().map(|e| e.field.as_str()),
+                Some(field),
+                "{value}: {error:?}"
+            );
         }
     }
 
@@ -390,9 +466,15 @@ mod tests {
         assert_eq!(grant.expires_in.as_deref(), Some(r#"{"days":5.0}"#));
         let parsed = parse_request(&json!({"op": "set_rights", "account": "a", "actor": "u",
             "service_account": "s", "rights": "orders.read"}));
-        assert!(matches!(parsed, Ok(ParsedRequest::Operation(_))), "{parsed:?}");
+        assert!(
+            matches!(parsed, Ok(ParsedRequest::Operation(_))),
+            "{parsed:?}"
+        );
         let parsed = parse_request(&json!({"op": "act", "account": "a", "agent": "x",
             "action": {"name": "n", "extra": [1]}}));
-        assert!(matches!(parsed, Ok(ParsedRequest::Operation(_))), "{parsed:?}");
+        assert!(
+            matches!(parsed, Ok(ParsedRequest::Operation(_))),
+            "{parsed:?}"
+        );
     }
 }
