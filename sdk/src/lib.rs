@@ -126,7 +126,7 @@ pub use helpers::{json, time};
 /// Exports a type implementing [`Policy`] as the module's `describe` and
 /// `evaluate`.
 ///
-/// ```ignore
+/// ```text
 /// chaperone_sdk::export_policy!(MyPolicy);
 /// ```
 pub use bindings::export_policy;
