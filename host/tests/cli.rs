@@ -1,4 +1,10 @@
-//! The `chaperone` binary, driven as a user would.
+//! The `chaperone` binary, driven as a user would: one test binary for
+//! every subcommand, so it links once.
+
+#[path = "cli/audit.rs"]
+mod audit_cli;
+#[path = "cli/policy.rs"]
+mod policy_cli;
 
 mod conformance_cli {
     //! `chaperone conformance run`: output lines, the summary line, exit
