@@ -18,10 +18,20 @@ const START: i64 = 1_767_258_000_000; // 2026-01-01T09:00:00Z
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quick = !std::env::args().any(|a| a == "--bench");
     let dir = tempfile::tempdir()?;
-    let host = Arc::new(Host::open(dir.path().join("bench.db"), HostOptions::default())?);
-    println!("{:>8} {:>10} {:>12} {:>14}", "threads", "decisions", "seconds", "decisions/s");
+    let host = Arc::new(Host::open(
+        dir.path().join("bench.db"),
+        HostOptions::default(),
+    )?);
+    println!(
+        "{:>8} {:>10} {:>12} {:>14}",
+        "threads", "decisions", "seconds", "decisions/s"
+    );
     for (threads, per_thread) in [(1usize, 300usize), (8, 1_000), (64, 250)] {
-        let per_thread = if quick { per_thread.min(20) } else { per_thread };
+        let per_thread = if quick {
+            per_thread.min(20)
+        } else {
+            per_thread
+        };
         for t in 0..threads {
             setup(&host, &format!("acct-{threads}-{t}"))?;
         }
@@ -32,7 +42,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let account = format!("acct-{threads}-{t}");
                 std::thread::spawn(move || -> Result<(), String> {
                     for i in 0..per_thread {
-                        let value = if i % 5 == 0 { grant(&account) } else { act(&account) };
+                        let value = if i % 5 == 0 {
+                            grant(&account)
+                        } else {
+                            act(&account)
+                        };
                         let ParsedRequest::Operation(op) =
                             parse_request(&value).map_err(|e| e.to_string())?
                         else {
