@@ -5,6 +5,29 @@
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
+/// The whole build script: rebuild when a `watched` path (relative to the
+/// workspace root) changes, build `packages`, exit 1 with the reason on
+/// failure.
+fn build_script(watched: &[&str], packages: &[(&str, &str)]) {
+    let run = || -> Result<(), String> {
+        let manifest_dir = std::path::PathBuf::from(var("CARGO_MANIFEST_DIR")?);
+        let root = manifest_dir
+            .parent()
+            .ok_or("the crate has no parent directory")?
+            .to_path_buf();
+        let out_dir = std::path::PathBuf::from(var("OUT_DIR")?);
+        for path in watched {
+            println!("cargo:rerun-if-changed={}", root.join(path).display());
+        }
+        println!("cargo:rerun-if-env-changed=CHAPERONE_POLICY_STACK");
+        build_wasm_packages(&root, &out_dir, packages)
+    };
+    if let Err(message) = run() {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}
+
 /// Builds `packages` (package name, artifact stem) with the `policy` profile
 /// and copies each `.wasm` to `out_dir/<name>.wasm`.
 fn build_wasm_packages(
