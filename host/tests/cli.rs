@@ -5,6 +5,8 @@
 mod audit_cli;
 #[path = "cli/policy.rs"]
 mod policy_cli;
+#[path = "cli/serve.rs"]
+mod serve_cli;
 
 mod conformance_cli {
     //! `chaperone conformance run`: output lines, the summary line, exit
