@@ -57,7 +57,9 @@ fn build_wasm_packages(
     let stack = std::env::var("CHAPERONE_POLICY_STACK").unwrap_or_else(|_| "262144".into());
     command.env(
         "CARGO_ENCODED_RUSTFLAGS",
-        format!("-Clink-arg=-zstack-size={stack}"),
+        // Initial memory with room for a whole evaluation's heap, so the
+        // bump allocator never grows memory (growing costs an mprotect).
+        format!("-Clink-arg=-zstack-size={stack}\x1f-Clink-arg=--initial-memory=1048576"),
     );
     let status = command
         .status()

@@ -38,9 +38,12 @@ impl Bump {
 
     fn grow_to(&self, end: usize) -> bool {
         if self.end.get() == 0 {
-            let start = core::arch::wasm32::memory_size(0) * PAGE;
+            // The arena starts where the linker put the heap, and first
+            // uses the rest of the initial memory: growing memory costs the
+            // host an `mprotect` per evaluation.
+            let start = heap_base();
             self.next.set(start);
-            self.end.set(start);
+            self.end.set(core::arch::wasm32::memory_size(0) * PAGE);
             self.last.set(usize::MAX);
             if end == 0 {
                 return true;
@@ -56,6 +59,15 @@ impl Bump {
         self.end.set(self.end.get() + pages * PAGE);
         true
     }
+}
+
+#[expect(unsafe_code, reason = "the linker-defined start of the heap")]
+fn heap_base() -> usize {
+    unsafe extern "C" {
+        static __heap_base: u8;
+    }
+    // SAFETY: only the symbol's address is taken; it is never read.
+    unsafe { core::ptr::addr_of!(__heap_base) as usize }
 }
 
 impl Default for Bump {
