@@ -18,10 +18,12 @@ use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use super::chain::{ChainHash, Seq};
-use super::checkpoint::{self, Checkpoint, CheckpointError};
+use super::checkpoint::{self, Checkpoint};
 use super::keys::Verifier;
 use super::merkle::{self, InclusionProof, LeafIndex, TreeHash, TreeSize};
-use super::verify::{ChainStart, Failure, Problem, RawRow, Report, VerifyError, check_chain};
+use super::verify::{
+    ChainStart, Failure, Problem, RawRow, Report, VerifyError, check_chain, open_checkpoint,
+};
 
 /// The `format` of an export's header line.
 pub const EXPORT_FORMAT: &str = "chaperone-audit-export";
@@ -344,56 +346,37 @@ pub fn verify_export(
     let label = "the export's checkpoint".to_owned();
     if let Some(note) = checkpoint_note {
         let verifier = verifier.ok_or(VerifyError::NoPublicKey)?;
-        report.checkpoints = 1;
-        match Checkpoint::open(&note, verifier) {
-            Err(CheckpointError::BadSignature(key)) => report.failures.push(Failure {
-                account: None,
-                seq: None,
-                problem: Problem::BadSignature {
-                    checkpoint: label,
-                    key,
-                },
-            }),
-            Err(other) => report.failures.push(Failure {
-                account: None,
-                seq: None,
-                problem: Problem::BadCheckpoint {
-                    checkpoint: label,
-                    detail: other.to_string(),
-                },
-            }),
-            Ok(cp) => {
-                match cp.head(&account) {
-                    Some(head) if head.seq.get() < limit => {
-                        if head.seq.get() > outcome.valid_through {
+        if let Some(cp) = open_checkpoint(&label, &note, verifier, &mut report) {
+            match cp.head(&account) {
+                Some(head) if head.seq.get() < limit => {
+                    if head.seq.get() > outcome.valid_through {
+                        found.push((
+                            after,
+                            Problem::Truncated {
+                                expected: head.seq,
+                                evidence: label.clone(),
+                            },
+                        ));
+                    } else {
+                        let index = usize::try_from(head.seq.get() - 1).unwrap_or(usize::MAX);
+                        if hashes.get(index) != Some(&head.hash) {
                             found.push((
-                                after,
-                                Problem::Truncated {
-                                    expected: head.seq,
-                                    evidence: label.clone(),
+                                head.seq,
+                                Problem::CheckpointMismatch {
+                                    checkpoint: label.clone(),
                                 },
                             ));
-                        } else {
-                            let index = usize::try_from(head.seq.get() - 1).unwrap_or(usize::MAX);
-                            if hashes.get(index) != Some(&head.hash) {
-                                found.push((
-                                    head.seq,
-                                    Problem::CheckpointMismatch {
-                                        checkpoint: label.clone(),
-                                    },
-                                ));
-                            }
                         }
                     }
-                    _ => {}
                 }
-                if let Some(detail) = proof_problem(&cp, &account, proof_line.as_ref()) {
-                    report.failures.push(Failure {
-                        account: Some(account.clone()),
-                        seq: None,
-                        problem: Problem::BadProof { detail },
-                    });
-                }
+                _ => {}
+            }
+            if let Some(detail) = proof_problem(&cp, &account, proof_line.as_ref()) {
+                report.failures.push(Failure {
+                    account: Some(account.clone()),
+                    seq: None,
+                    problem: Problem::BadProof { detail },
+                });
             }
         }
     } else if proof_line.is_some() {

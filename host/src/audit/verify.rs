@@ -722,6 +722,35 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
     Ok(report)
 }
 
+/// Opens one checkpoint note with the log's key; a note that cannot be
+/// trusted (bad signature, malformed) is recorded in `report` as a failure
+/// named by `label`.
+pub(crate) fn open_checkpoint(
+    label: &str,
+    note: &str,
+    verifier: &Verifier,
+    report: &mut Report,
+) -> Option<Checkpoint> {
+    report.checkpoints += 1;
+    let problem = match Checkpoint::open(note, verifier) {
+        Ok(cp) => return Some(cp),
+        Err(CheckpointError::BadSignature(key)) => Problem::BadSignature {
+            checkpoint: label.to_owned(),
+            key,
+        },
+        Err(other) => Problem::BadCheckpoint {
+            checkpoint: label.to_owned(),
+            detail: other.to_string(),
+        },
+    };
+    report.failures.push(Failure {
+        account: None,
+        seq: None,
+        problem,
+    });
+    None
+}
+
 /// Checks checkpoint notes, recording bad ones in `report`; returns the
 /// trusted ones, oldest first.
 fn open_checkpoints(
@@ -735,25 +764,8 @@ fn open_checkpoints(
     let verifier = verifier.ok_or(VerifyError::NoPublicKey)?;
     let mut trusted = Vec::new();
     for (label, note) in notes {
-        report.checkpoints += 1;
-        match Checkpoint::open(&note, verifier) {
-            Ok(cp) => trusted.push((label, cp)),
-            Err(CheckpointError::BadSignature(key)) => report.failures.push(Failure {
-                account: None,
-                seq: None,
-                problem: Problem::BadSignature {
-                    checkpoint: label,
-                    key,
-                },
-            }),
-            Err(other) => report.failures.push(Failure {
-                account: None,
-                seq: None,
-                problem: Problem::BadCheckpoint {
-                    checkpoint: label,
-                    detail: other.to_string(),
-                },
-            }),
+        if let Some(cp) = open_checkpoint(&label, &note, verifier, report) {
+            trusted.push((label, cp));
         }
     }
     trusted.sort_by_key(|(_, cp)| cp.time_ms);
