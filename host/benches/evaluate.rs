@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chaperone::builtin;
 use chaperone::probe::sample_request;
 use chaperone::runtime::wit::OperationKind;
-use chaperone::runtime::{Limits, Runtime};
+use chaperone::runtime::{EntryPoint, Limits, Runtime};
 
 const WARMUP: usize = 2_000;
 const SAMPLES: usize = 50_000;
@@ -20,6 +20,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // and expects a quick run.
     let quick = !std::env::args().any(|a| a == "--bench");
     let samples = if quick { 200 } else { SAMPLES };
+    // Any other argument names a case to run (all of them if none).
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let runtime = Runtime::new(Limits::default())?;
     println!(
         "{:<32} {:>9} {:>9} {:>9} {:>9} {:>10}",
@@ -43,6 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     name,
                     module.clone(),
                     sample_request(builtin.vendor, kind, None),
+                    EntryPoint::Fastest,
                 ));
             }
         }
@@ -61,18 +67,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for env in &mut empty.account.environments {
         env.integrations.clear();
     }
-    cases.push(("celigo act (empty account)".into(), celigo, empty));
+    cases.push((
+        "celigo act (empty account)".into(),
+        celigo.clone(),
+        empty,
+        EntryPoint::Fastest,
+    ));
+    // The same act with the request passed as typed values (`evaluate`)
+    // instead of packed (`evaluate-packed`).
+    cases.push((
+        "celigo act (typed entry)".into(),
+        celigo,
+        sample_request("celigo", OperationKind::Act, None),
+        EntryPoint::Typed,
+    ));
     {
-        for (name, module, request) in cases {
+        for (name, module, request, entry) in cases {
+            if !filters.is_empty() && !filters.contains(&name) {
+                continue;
+            }
             let mut fuel = 0;
             for _ in 0..WARMUP.min(samples) {
-                fuel = runtime.evaluate(&module, &request)?.fuel_used;
+                fuel = runtime.evaluate_with(&module, &request, entry)?.fuel_used;
             }
             let mut times = Vec::with_capacity(samples);
             let started = Instant::now();
             for _ in 0..samples {
                 let t = Instant::now();
-                let evaluation = runtime.evaluate(&module, &request)?;
+                let evaluation = runtime.evaluate_with(&module, &request, entry)?;
                 times.push(t.elapsed());
                 std::hint::black_box(evaluation);
             }

@@ -7,7 +7,7 @@ use crate::runtime::wit::{
     GrantRequest, Invitation, ModifyRequest, Operation, OperationKind, Origin, Plan, Request,
     ServiceAccount, SetRightsRequest, Setting, User,
 };
-use crate::runtime::{EvalError, Limits, LoadError, Runtime, RuntimeError};
+use crate::runtime::{EntryPoint, EvalError, Limits, LoadError, Runtime, RuntimeError};
 
 /// 2026-01-01T09:00:00Z.
 pub const SAMPLE_NOW: i64 = 1_767_258_000_000;
@@ -234,7 +234,8 @@ impl CheckReport {
 
 /// Runs the probes: load (no imports, exports match, description valid),
 /// each listed operation on a sample input twice (same output: determinism),
-/// and a fuel-exhaustion probe (the module is stopped cleanly when its fuel
+/// the same through `evaluate` when the module also exports
+/// `evaluate-packed` (both entries must agree), and a fuel-exhaustion probe (the module is stopped cleanly when its fuel
 /// runs out).
 pub fn check(bytes: &[u8], limits: &Limits) -> Result<CheckReport, RuntimeError> {
     let runtime = Runtime::new(limits.clone())?;
@@ -316,6 +317,32 @@ pub fn check(bytes: &[u8], limits: &Limits) -> Result<CheckReport, RuntimeError>
                             .into()
                     };
                     push(&name, same, detail, Some(a.fuel_used));
+                    if module.packed() {
+                        let typed = runtime.evaluate_with(&module, &request, EntryPoint::Typed);
+                        let (ok, detail) = match typed {
+                            Ok(t) if t.decision == a.decision => (
+                                true,
+                                "`evaluate-packed` and `evaluate` decide identically".to_owned(),
+                            ),
+                            Ok(t) => (
+                                false,
+                                format!(
+                                    "`evaluate-packed` decided {} `{}` but `evaluate` {} `{}`",
+                                    verdict_name(a.decision.verdict),
+                                    a.decision.rule,
+                                    verdict_name(t.decision.verdict),
+                                    t.decision.rule
+                                ),
+                            ),
+                            Err(e) => (false, format!("`evaluate` failed: {e}")),
+                        };
+                        push(
+                            &format!("packed {}", operation_name(*kind, custom)),
+                            ok,
+                            detail,
+                            None,
+                        );
+                    }
                 }
                 (Err(e), _) | (_, Err(e)) => push(&name, false, e.to_string(), None),
             }

@@ -5,9 +5,19 @@
 //! bytes ─► BLAKE3 digest ─► static checks (no imports, exports present)
 //!       ─► componentize a core module ─► compile once per digest ─► InstancePre
 //! request ─► fresh Store + instance (pooling allocator, copy-on-write memory)
-//!         ─► evaluate() under fuel, epoch deadline and memory cap
+//!         ─► evaluate-packed() (or evaluate()) under fuel, epoch deadline
+//!            and memory cap
 //!         ─► decode ─► contract checks ─► Decision
 //! ```
+//!
+//! Modules built with the SDK also export `evaluate-packed`, which takes the
+//! request as one byte string (its postcard encoding): passing the typed
+//! `request` makes the canonical ABI call into the module once per string
+//! and list of the snapshot, which cost more than the rest of an evaluation.
+//! Both entries must decide identically (`policy check` probes it).
+//!
+//! `CHAPERONE_PERFMAP=1` makes the engine write `/tmp/perf-PID.map`, so that
+//! `perf report` names the modules' functions.
 //!
 //! Architecture invariant: the runtime links nothing into a module. A module
 //! that imports anything is refused at load, so a policy cannot read a clock,
@@ -19,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
     ResourceLimiter, Store, Trap,
@@ -138,6 +148,8 @@ pub struct PolicyModule {
     exports: Vec<String>,
     description: wit::Description,
     pre: bindings::PolicyPre<Sandbox>,
+    /// `evaluate-packed`, when the module exports it (checked at load).
+    packed: Option<ComponentExportIndex>,
 }
 
 impl fmt::Debug for PolicyModule {
@@ -191,6 +203,21 @@ impl PolicyModule {
     pub fn exports(&self) -> &[String] {
         &self.exports
     }
+
+    /// Whether the module exports `evaluate-packed`, which the host then
+    /// calls instead of `evaluate`.
+    pub fn packed(&self) -> bool {
+        self.packed.is_some()
+    }
+}
+
+/// How to hand a request to a module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryPoint {
+    /// `evaluate-packed` when the module exports it, else `evaluate`.
+    Fastest,
+    /// `evaluate`, with the request as typed values.
+    Typed,
 }
 
 /// A decision and what it cost.
@@ -225,6 +252,9 @@ impl Runtime {
             .memory_init_cow(true)
             .cranelift_opt_level(OptLevel::Speed)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if std::env::var_os("CHAPERONE_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| RuntimeError(format!("{e:#}")))?;
         let linker = Linker::new(&engine);
         let ticker = Ticker::start(engine.clone());
@@ -261,9 +291,10 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Interface(format!("{e:#}")))?;
+        let packed = component.get_export_index(None, "evaluate-packed");
         let pre = bindings::PolicyPre::new(instance_pre)
             .map_err(|e| LoadError::Interface(format!("{e:#}")))?;
-        let description = self.describe(&pre).map_err(LoadError::Describe)?;
+        let description = self.describe(&pre, packed.as_ref())?;
         contract::check_description(&description).map_err(LoadError::BadDescription)?;
         tracing::debug!(vendor = %description.vendor, version = %description.version, "loaded");
         let module = Arc::new(PolicyModule {
@@ -274,6 +305,7 @@ impl Runtime {
             exports: checked.exports,
             description,
             pre,
+            packed,
         });
         let mut modules = self
             .inner
@@ -300,6 +332,17 @@ impl Runtime {
         module: &PolicyModule,
         request: &wit::Request,
     ) -> Result<Evaluation, EvalError> {
+        self.evaluate_with(module, request, EntryPoint::Fastest)
+    }
+
+    /// [`Runtime::evaluate`] through a chosen entry point (`policy check`
+    /// compares the two).
+    pub fn evaluate_with(
+        &self,
+        module: &PolicyModule,
+        request: &wit::Request,
+        entry: EntryPoint,
+    ) -> Result<Evaluation, EvalError> {
         let span = tracing::debug_span!(
             "evaluate",
             digest = %module.digest,
@@ -308,16 +351,29 @@ impl Runtime {
         );
         let _enter = span.enter();
         let started = Instant::now();
+        let packed = match (entry, &module.packed) {
+            (EntryPoint::Fastest, Some(index)) => Some((
+                index,
+                postcard::to_allocvec(request)
+                    .map_err(|e| EvalError::Instantiate(format!("encoding the request: {e}")))?,
+            )),
+            _ => None,
+        };
         let mut store = self.store()?;
-        let decision = module
+        let instance = module
             .pre
+            .instance_pre()
             .instantiate(&mut store)
-            .map_err(|e| self.classify(&store, e, true))
-            .and_then(|instance| {
-                instance
-                    .call_evaluate(&mut store, request)
-                    .map_err(|e| self.classify(&store, e, false))
-            })?;
+            .map_err(|e| self.classify(&store, e, true))?;
+        let called = match &packed {
+            Some((index, bytes)) => instance
+                .get_typed_func::<(&[u8],), (wit::Decision,)>(&mut store, *index)
+                .and_then(|func| func.call(&mut store, (bytes.as_slice(),)))
+                .map(|(decision,)| decision),
+            None => bindings::Policy::new(&mut store, &instance)
+                .and_then(|policy| policy.call_evaluate(&mut store, request)),
+        };
+        let decision = called.map_err(|e| self.classify(&store, e, false))?;
         let fuel_used = self.fuel_used(&store);
         span.record("fuel_used", fuel_used);
         contract::check_decision(&decision, request).map_err(EvalError::Contract)?;
@@ -328,14 +384,26 @@ impl Runtime {
         })
     }
 
-    fn describe(&self, pre: &bindings::PolicyPre<Sandbox>) -> Result<wit::Description, EvalError> {
-        let mut store = self.store()?;
+    /// Calls `describe()`, and checks `evaluate-packed`'s type if exported.
+    fn describe(
+        &self,
+        pre: &bindings::PolicyPre<Sandbox>,
+        packed: Option<&ComponentExportIndex>,
+    ) -> Result<wit::Description, LoadError> {
+        let mut store = self.store().map_err(LoadError::Describe)?;
         let instance = pre
+            .instance_pre()
             .instantiate(&mut store)
-            .map_err(|e| self.classify(&store, e, true))?;
-        instance
+            .map_err(|e| LoadError::Describe(self.classify(&store, e, true)))?;
+        if let Some(index) = packed {
+            instance
+                .get_typed_func::<(&[u8],), (wit::Decision,)>(&mut store, index)
+                .map_err(|e| LoadError::Interface(format!("`evaluate-packed`: {e:#}")))?;
+        }
+        bindings::Policy::new(&mut store, &instance)
+            .map_err(|e| LoadError::Interface(format!("{e:#}")))?
             .call_describe(&mut store)
-            .map_err(|e| self.classify(&store, e, false))
+            .map_err(|e| LoadError::Describe(self.classify(&store, e, false)))
     }
 
     fn store(&self) -> Result<Store<Sandbox>, EvalError> {

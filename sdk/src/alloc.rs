@@ -66,8 +66,8 @@ fn heap_base() -> usize {
     unsafe extern "C" {
         static __heap_base: u8;
     }
-    // SAFETY: only the symbol's address is taken; it is never read.
-    unsafe { core::ptr::addr_of!(__heap_base) as usize }
+    // Only the symbol's address is taken; it is never read.
+    core::ptr::addr_of!(__heap_base) as usize
 }
 
 impl Default for Bump {

@@ -91,11 +91,12 @@ mod bindings {
 
     wit_bindgen::generate!({
         path: "wit",
-        world: "policy",
+        world: "sdk-policy",
         pub_export_macro: true,
-        export_macro_name: "export_policy",
+        export_macro_name: "__export_guest",
         default_bindings_module: "chaperone_sdk::bindings_root",
-        additional_derives: [PartialEq],
+        // `Serialize`: the tests check `packed` against postcard's encoder.
+        additional_derives: [PartialEq, serde::Serialize],
     });
 }
 
@@ -108,13 +109,13 @@ pub mod bindings_root {
 #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
 pub mod alloc;
 mod helpers;
+mod packed;
 pub mod testing;
 
 #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
 #[global_allocator]
 static ALLOCATOR: alloc::Bump = alloc::Bump::new();
 
-pub use bindings::Guest as Policy;
 pub use bindings::chaperone::policy::types::{
     AccessEntry, Account, Action, Actor, CustomRequest, Decision, Description, Effect, Entry,
     Environment, EnvironmentKind, Grant, GrantRequest, GrantUpdate, Invitation, ModifyRequest,
@@ -123,10 +124,76 @@ pub use bindings::chaperone::policy::types::{
 };
 pub use helpers::{json, time};
 
-/// Exports a type implementing [`Policy`] as the module's `describe` and
-/// `evaluate`.
+/// A vendor's policy: implement it, then export it with [`export_policy!`].
+pub trait Policy {
+    /// Who the module is and what it handles.
+    fn describe() -> Description;
+
+    /// Decide one request. Called in a fresh instance for every request.
+    fn evaluate(request: Request) -> Decision;
+}
+
+/// Exports a type implementing [`Policy`] as the module's `describe`,
+/// `evaluate` and `evaluate-packed` (the same decision, with the request
+/// passed as one byte string: much cheaper to hand to the module).
 ///
 /// ```text
 /// chaperone_sdk::export_policy!(MyPolicy);
 /// ```
-pub use bindings::export_policy;
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        const _: () = {
+            struct ChaperoneExport;
+
+            impl $crate::bindings_root::Guest for ChaperoneExport {
+                fn describe() -> $crate::Description {
+                    <$policy as $crate::Policy>::describe()
+                }
+
+                fn evaluate(request: $crate::Request) -> $crate::Decision {
+                    <$policy as $crate::Policy>::evaluate(request)
+                }
+
+                fn evaluate_packed(request: ::std::vec::Vec<u8>) -> $crate::Decision {
+                    <$policy as $crate::Policy>::evaluate($crate::unpack(request))
+                }
+            }
+
+            $crate::bindings_root::__export_guest!(
+                ChaperoneExport with_types_in $crate::bindings_root
+            );
+        };
+    };
+}
+
+/// Decodes a request passed to `evaluate-packed` (its postcard encoding).
+///
+/// The host always sends a valid encoding of this package's `request`, so
+/// bytes that do not decode mean the module and the host disagree on the
+/// interface: the module traps (on wasm32), which the host turns into a
+/// fail-closed denial.
+#[doc(hidden)]
+pub fn unpack(bytes: Vec<u8>) -> Request {
+    // With the bump allocator the request's strings point into its bytes,
+    // which a fresh instance can simply keep.
+    #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+    let decoded = packed::decode(bytes.leak());
+    #[cfg(not(all(target_arch = "wasm32", feature = "bump-allocator")))]
+    let decoded = packed::decode(&bytes);
+    match decoded {
+        Ok(request) => request,
+        Err(packed::Malformed) => undecodable(),
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn undecodable() -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[expect(clippy::panic, reason = "native builds only run the SDK's own tests")]
+fn undecodable() -> ! {
+    panic!("the packed request does not decode")
+}

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use chaperone::builtin;
 use chaperone::probe::{SAMPLE_NOW, sample_request};
-use chaperone::runtime::wit::{Action, Operation, OperationKind, Request, Verdict};
-use chaperone::runtime::{EvalError, Limits, LoadError, Runtime};
+use chaperone::runtime::wit::{Action, Actor, Operation, OperationKind, Request, Verdict};
+use chaperone::runtime::{EntryPoint, EvalError, Limits, LoadError, Runtime};
 use chaperone_tests::HOSTILE_WASM;
 
 const STOP_WITHIN: Duration = Duration::from_millis(100);
@@ -266,6 +266,62 @@ fn modules_are_pinned_by_digest_and_compiled_once() {
     assert_eq!(xentral.description().vendor, "xentral");
 }
 
+/// `evaluate-packed` (what the host calls) and `evaluate` (the typed entry)
+/// decide identically: the built-in modules and the example, every listed
+/// operation, on the sample account, an empty one, and for a user and an
+/// agent.
+#[test]
+fn the_packed_and_typed_entry_points_decide_identically() {
+    let runtime = runtime();
+    let ticketed = std::fs::read(chaperone_tests::TICKETED_WASM)
+        .unwrap_or_else(|e| unreachable!("the example module: {e}"));
+    let modules = builtin::ALL
+        .iter()
+        .map(|b| (b.vendor, b.bytes.to_vec()))
+        .chain([("ticketed", ticketed)]);
+    let mut compared = 0;
+    for (vendor, bytes) in modules {
+        let module = runtime
+            .load(&bytes)
+            .unwrap_or_else(|e| unreachable!("{vendor}: {e}"));
+        assert!(module.packed(), "{vendor} exports evaluate-packed");
+        let description = module.description().clone();
+        let customs = description
+            .custom_operations
+            .iter()
+            .map(|c| Some(c.as_str()));
+        for kind in &description.operations {
+            let names: Vec<Option<&str>> = if *kind == OperationKind::Custom {
+                customs.clone().collect()
+            } else {
+                vec![None]
+            };
+            for custom in names {
+                let sample = sample_request(vendor, *kind, custom);
+                let mut empty = sample.clone();
+                empty.account.users.clear();
+                empty.account.grants.clear();
+                empty.account.environments.clear();
+                let mut agent = sample.clone();
+                agent.actor = Actor::Agent("agent@vendor.test".into());
+                let mut later = sample.clone();
+                later.now += 400 * 24 * 3_600_000;
+                for request in [sample, empty, agent, later] {
+                    let packed = runtime.evaluate_with(&module, &request, EntryPoint::Fastest);
+                    let typed = runtime.evaluate_with(&module, &request, EntryPoint::Typed);
+                    assert_eq!(
+                        format!("{:?}", packed.map(|e| e.decision)),
+                        format!("{:?}", typed.map(|e| e.decision)),
+                        "{vendor} {kind:?} {custom:?}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared >= 40, "{compared} comparisons");
+}
+
 #[test]
 fn the_same_input_gives_the_same_decision() {
     let runtime = runtime();
@@ -290,14 +346,14 @@ fn the_same_input_gives_the_same_decision() {
 #[test]
 fn a_module_with_a_tiny_fuel_budget_is_stopped_cleanly() {
     let runtime = Runtime::new(Limits {
-        fuel: 1_000,
+        fuel: 20,
         ..Limits::default()
     })
     .unwrap_or_else(|e| unreachable!("{e}"));
-    // Loading runs describe(), which needs more than 1000 fuel.
+    // Loading runs describe(), which needs more than 20 fuel.
     let error = match runtime.load(builtin::CELIGO.bytes) {
         Err(LoadError::Describe(error)) => error,
         other => unreachable!("expected fuel exhaustion in describe, got {other:?}"),
     };
-    assert!(matches!(error, EvalError::FuelExhausted(1_000)), "{error}");
+    assert!(matches!(error, EvalError::FuelExhausted(20)), "{error}");
 }

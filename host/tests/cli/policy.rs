@@ -71,6 +71,11 @@ fn check_passes_the_built_in_modules() {
         let stdout = text(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{vendor}: {stdout}");
         assert!(stdout.contains("ok     fuel exhaustion"), "{stdout}");
+        // Both entry points are probed and agree.
+        assert!(
+            stdout.contains("`evaluate-packed` and `evaluate` decide identically"),
+            "{stdout}"
+        );
         assert!(
             stdout
                 .lines()

@@ -78,12 +78,13 @@ fn spin(seed: i64) -> Decision {
     }
 }
 
-/// Recurses without bound; the arithmetic keeps the frames alive.
+/// Recurses without bound; `black_box` keeps the optimizer from turning
+/// the recursion into a loop, and the frames alive.
 fn recurse(n: u64) -> u64 {
     if n == u64::MAX {
         return 0;
     }
-    let frame = [n; 64];
+    let frame = core::hint::black_box([n; 64]);
     recurse(n.wrapping_add(1)).wrapping_add(frame.iter().sum::<u64>())
 }
 
