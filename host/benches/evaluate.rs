@@ -46,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
                 cases.push((
                     name,
+                    runtime.clone(),
                     module.clone(),
                     sample_request(builtin.vendor, kind, None),
                     EntryPoint::Fastest,
@@ -69,6 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     cases.push((
         "celigo act (empty account)".into(),
+        runtime.clone(),
         celigo.clone(),
         empty,
         EntryPoint::Fastest,
@@ -77,12 +79,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // instead of packed (`evaluate-packed`).
     cases.push((
         "celigo act (typed entry)".into(),
+        runtime.clone(),
         celigo,
         sample_request("celigo", OperationKind::Act, None),
         EntryPoint::Typed,
     ));
     {
-        for (name, module, request, entry) in cases {
+        for (name, runtime, module, request, entry) in cases {
             if !filters.is_empty() && !filters.contains(&name) {
                 continue;
             }

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, ComponentExportIndex, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, Instance, Linker, TypedFunc};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
     ResourceLimiter, Store, Trap,
@@ -39,6 +39,7 @@ mod bindings;
 mod contract;
 mod error;
 mod load;
+mod packed;
 
 pub use error::{EvalError, LoadError, RuntimeError};
 pub use load::{ModuleFormat, REQUIRED_EXPORTS, survey};
@@ -211,6 +212,17 @@ impl PolicyModule {
     }
 }
 
+/// `evaluate-packed`, looked up and type-checked when the instance is made.
+type PackedFunc = TypedFunc<(Vec<u8>,), (wit::Decision,)>;
+
+/// A fresh instance, in its own store, nothing called in it yet.
+struct Prepared {
+    store: Store<Sandbox>,
+    instance: Instance,
+    /// `evaluate-packed`, when the module exports it.
+    packed: Option<PackedFunc>,
+}
+
 /// How to hand a request to a module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryPoint {
@@ -351,36 +363,56 @@ impl Runtime {
         );
         let _enter = span.enter();
         let started = Instant::now();
-        let packed = match (entry, &module.packed) {
-            (EntryPoint::Fastest, Some(index)) => Some((
-                index,
-                postcard::to_allocvec(request)
-                    .map_err(|e| EvalError::Instantiate(format!("encoding the request: {e}")))?,
-            )),
+        let packed = match entry {
+            EntryPoint::Fastest if module.packed.is_some() => Some(packed::encode(request)),
             _ => None,
         };
-        let mut store = self.store()?;
-        let instance = module
-            .pre
-            .instance_pre()
-            .instantiate(&mut store)
-            .map_err(|e| self.classify(&store, e, true))?;
-        let called = match &packed {
-            Some((index, bytes)) => instance
-                .get_typed_func::<(&[u8],), (wit::Decision,)>(&mut store, *index)
-                .and_then(|func| func.call(&mut store, (bytes.as_slice(),)))
-                .map(|(decision,)| decision),
-            None => bindings::Policy::new(&mut store, &instance)
+        let Prepared {
+            mut store,
+            instance,
+            packed: packed_func,
+        } = self.prepare(module)?;
+        let called = match (packed, packed_func) {
+            (Some(bytes), Some(func)) => {
+                func.call(&mut store, (bytes,)).map(|(decision,)| decision)
+            }
+            _ => bindings::Policy::new(&mut store, &instance)
                 .and_then(|policy| policy.call_evaluate(&mut store, request)),
         };
-        let decision = called.map_err(|e| self.classify(&store, e, false))?;
+        let decided = called.map_err(|e| self.classify(&store, e, false));
         let fuel_used = self.fuel_used(&store);
+        drop(store);
+        let decision = decided?;
         span.record("fuel_used", fuel_used);
         contract::check_decision(&decision, request).map_err(EvalError::Contract)?;
         Ok(Evaluation {
             decision,
             fuel_used,
             elapsed: started.elapsed(),
+        })
+    }
+
+    /// A fresh instance of this module in its own store, with
+    /// `evaluate-packed` looked up.
+    fn prepare(&self, module: &PolicyModule) -> Result<Prepared, EvalError> {
+        let mut store = self.store()?;
+        let instance = module
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .map_err(|e| self.classify(&store, e, true))?;
+        let packed = match &module.packed {
+            Some(index) => Some(
+                instance
+                    .get_typed_func(&mut store, index)
+                    .map_err(|e| self.classify(&store, e, true))?,
+            ),
+            None => None,
+        };
+        Ok(Prepared {
+            store,
+            instance,
+            packed,
         })
     }
 
@@ -397,7 +429,7 @@ impl Runtime {
             .map_err(|e| LoadError::Describe(self.classify(&store, e, true)))?;
         if let Some(index) = packed {
             instance
-                .get_typed_func::<(&[u8],), (wit::Decision,)>(&mut store, index)
+                .get_typed_func::<(Vec<u8>,), (wit::Decision,)>(&mut store, index)
                 .map_err(|e| LoadError::Interface(format!("`evaluate-packed`: {e:#}")))?;
         }
         bindings::Policy::new(&mut store, &instance)

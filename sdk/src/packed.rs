@@ -87,6 +87,7 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    #[inline]
     fn byte(&mut self) -> Decoded<u8> {
         let (&byte, rest) = self.bytes.split_first().ok_or(Malformed)?;
         self.bytes = rest;
@@ -94,7 +95,20 @@ impl Reader<'_> {
     }
 
     /// LEB128, at most ten bytes.
+    #[inline]
     fn varint(&mut self) -> Decoded<u64> {
+        // Nearly every length and tag fits in one byte.
+        if let Some((&byte, rest)) = self.bytes.split_first()
+            && byte < 0x80
+        {
+            self.bytes = rest;
+            return Ok(u64::from(byte));
+        }
+        self.varint_long()
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self) -> Decoded<u64> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.byte()?;
@@ -123,6 +137,7 @@ impl Reader<'_> {
 
     /// A length that cannot exceed the bytes left (every element takes at
     /// least one), so hostile lengths never cause huge allocations.
+    #[inline]
     fn len(&mut self) -> Decoded<usize> {
         let len = usize::try_from(self.varint()?).map_err(|_| Malformed)?;
         if len > self.bytes.len() {
@@ -131,6 +146,7 @@ impl Reader<'_> {
         Ok(len)
     }
 
+    #[inline]
     fn string(&mut self) -> Decoded<String> {
         let len = self.len()?;
         let (text, rest) = self.bytes.split_at_checked(len).ok_or(Malformed)?;

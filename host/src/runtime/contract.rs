@@ -4,8 +4,6 @@
 //! something the host applies: every effect must name an object of the
 //! request's own account, sizes are bounded, and a deny changes nothing.
 
-use std::collections::HashSet;
-
 use super::wit::{Decision, Description, Effect, Request, Verdict};
 
 /// The longest rule id.
@@ -35,6 +33,23 @@ pub fn check_description(description: &Description) -> Result<(), String> {
         check_identifier("custom operation", name)?;
     }
     Ok(())
+}
+
+/// Whether `id` is among `ids`, the account's active objects of one kind.
+fn known<'a>(
+    mut ids: impl Iterator<Item = &'a str>,
+    what: &str,
+    id: &str,
+    account: &str,
+) -> Result<(), String> {
+    if ids.any(|known| known == id) {
+        return Ok(());
+    }
+    Err(format!(
+        "an effect names {what} `{}`, which is not an active object of account `{}`",
+        clip(id),
+        clip(account)
+    ))
 }
 
 /// Checks a decision against the contract and the request it answers.
@@ -68,24 +83,11 @@ pub fn check_decision(decision: &Decision, request: &Request) -> Result<(), Stri
         ));
     }
     let account = &request.account;
-    let grants: HashSet<&str> = account.grants.iter().map(|g| g.id.as_str()).collect();
-    let service_accounts: HashSet<&str> = account
-        .service_accounts
-        .iter()
-        .map(|s| s.id.as_str())
-        .collect();
-    let invitations: HashSet<&str> = account.invitations.iter().map(|i| i.id.as_str()).collect();
-    let known = |set: &HashSet<&str>, what: &str, id: &str| {
-        if set.contains(id) {
-            Ok(())
-        } else {
-            Err(format!(
-                "an effect names {what} `{}`, which is not an active object of account `{}`",
-                clip(id),
-                clip(&account.id)
-            ))
-        }
-    };
+    // At most MAX_EFFECTS lookups: a scan of the snapshot is cheaper than
+    // building sets for every decision.
+    let grants = || account.grants.iter().map(|g| g.id.as_str());
+    let service_accounts = || account.service_accounts.iter().map(|s| s.id.as_str());
+    let invitations = || account.invitations.iter().map(|i| i.id.as_str());
     for effect in &decision.effects {
         match effect {
             Effect::CreateGrant(grant) => {
@@ -103,27 +105,34 @@ pub fn check_decision(decision: &Decision, request: &Request) -> Result<(), Stri
                 }
             }
             Effect::UpdateGrant(update) => {
-                known(&grants, "grant", &update.id)?;
+                known(grants(), "grant", &update.id, &account.id)?;
                 check_json("grant scope", &update.scope)?;
                 check_json("grant metadata", &update.metadata)?;
             }
-            Effect::RevokeGrant(id) => known(&grants, "grant", id)?,
+            Effect::RevokeGrant(id) => known(grants(), "grant", id, &account.id)?,
             Effect::CreateServiceAccount(new) => {
                 check_text("agent email", &new.agent_email)?;
                 check_text("description", &new.description)?;
                 check_rights(&new.rights)?;
             }
             Effect::SetServiceAccountRights(update) => {
-                known(&service_accounts, "service account", &update.id)?;
+                known(
+                    service_accounts(),
+                    "service account",
+                    &update.id,
+                    &account.id,
+                )?;
                 check_rights(&update.rights)?;
             }
-            Effect::RemoveServiceAccount(id) => known(&service_accounts, "service account", id)?,
+            Effect::RemoveServiceAccount(id) => {
+                known(service_accounts(), "service account", id, &account.id)?
+            }
             Effect::SetSetting(setting) => {
                 check_text("setting key", &setting.key)?;
                 check_json("setting value", &setting.value)?;
             }
             Effect::CreateInvitation(email) => check_text("invited email", email)?,
-            Effect::UseInvitation(id) => known(&invitations, "invitation", id)?,
+            Effect::UseInvitation(id) => known(invitations(), "invitation", id, &account.id)?,
             Effect::PutEntry(entry) => {
                 check_text("entry key", &entry.key)?;
                 check_json("entry value", &entry.value)?;
