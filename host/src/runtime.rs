@@ -402,11 +402,21 @@ impl Runtime {
             .instantiate(&mut store)
             .map_err(|e| self.classify(&store, e, true))?;
         let packed = match &module.packed {
-            Some(index) => Some(
-                instance
-                    .get_typed_func(&mut store, index)
-                    .map_err(|e| self.classify(&store, e, true))?,
-            ),
+            Some(index) => {
+                let func = instance.get_func(&mut store, index).ok_or_else(|| {
+                    EvalError::Instantiate("`evaluate-packed` is not exported".into())
+                })?;
+                // Type-checking the export walks the whole `decision` type,
+                // on every evaluation; `load` already checked this export of
+                // this same component.
+                #[expect(unsafe_code, reason = "skips a type check done once at load")]
+                // SAFETY: `module.packed` is set only after `describe` made
+                // `get_typed_func::<PackedFunc>` succeed on an instance of
+                // this component, and every instance of a component has the
+                // same export types.
+                let typed: PackedFunc = unsafe { TypedFunc::new_unchecked(func) };
+                Some(typed)
+            }
             None => None,
         };
         Ok(Prepared {
@@ -431,6 +441,7 @@ impl Runtime {
             instance
                 .get_typed_func::<(Vec<u8>,), (wit::Decision,)>(&mut store, index)
                 .map_err(|e| LoadError::Interface(format!("`evaluate-packed`: {e:#}")))?;
+            // `prepare` relies on this check (it skips it per instance).
         }
         bindings::Policy::new(&mut store, &instance)
             .map_err(|e| LoadError::Interface(format!("{e:#}")))?

@@ -218,6 +218,50 @@ fn a_component_missing_the_exports_is_refused() {
     );
 }
 
+/// The host type-checks `evaluate-packed` once, at load (evaluations skip
+/// the check): a module whose `evaluate-packed` takes anything but
+/// `list<u8>` is refused there.
+#[test]
+fn an_evaluate_packed_of_the_wrong_type_is_refused() {
+    let mut wit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sdk/wit/policy.wit"
+    ))
+    .unwrap_or_else(|e| unreachable!("the WIT package: {e}"));
+    wit.push_str(
+        "world bad-packed {
+            use types.{request, decision, description};
+            export describe: func() -> description;
+            export evaluate: func(request: request) -> decision;
+            export evaluate-packed: func(request: string) -> decision;
+        }",
+    );
+    let mut resolve = wit_parser::Resolve::default();
+    let world = resolve
+        .push_str("policy.wit", &wit)
+        .and_then(|package| resolve.select_world(&[package], Some("bad-packed")))
+        .unwrap_or_else(|e| unreachable!("{e:#}"));
+    // A core module with exactly the world's exports (each traps), carrying
+    // the world as its component type, as wit-bindgen would emit it.
+    let mut module = wit_component::dummy_module(
+        &resolve,
+        world,
+        wit_parser::ManglingAndAbi::Legacy(wit_parser::LiftLowerAbi::Sync),
+    );
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap_or_else(|e| unreachable!("{e:#}"));
+    let error = load_error(&module);
+    assert!(
+        matches!(&error, LoadError::Interface(m) if m.contains("`evaluate-packed`")),
+        "{error}"
+    );
+}
+
 #[test]
 fn a_core_module_without_its_component_type_is_refused() {
     let bytes = wat(r#"(module (func (export "describe")) (func (export "evaluate")))"#);
