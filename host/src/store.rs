@@ -29,8 +29,11 @@
 //!
 //! The store runs in WAL mode with `synchronous=FULL`. There is one writer: a
 //! thread that owns the only writing connection and commits concurrent jobs
-//! in groups ([`Store::write`]). Reads run on their own connections and do
-//! not block it ([`Store::read`]).
+//! in groups ([`Store::write`]); callers of a large group are answered, once
+//! it is durable, by a second thread, while the writer starts the next one.
+//! Callers can encode their records beforehand ([`Prepared`],
+//! [`WriteTx::append_prepared`]), so that the writer only hashes and inserts.
+//! Reads run on their own connections and do not block it ([`Store::read`]).
 //!
 //! Architecture invariant: a write job that changes any row but appends no
 //! audit record (or whose append failed) is rolled back and its caller gets
@@ -52,8 +55,8 @@ use crate::audit::keys::{self, KeyError, Signer, Verifier};
 use crate::audit::verify::{Report, VerifyError, VerifyOptions};
 use crate::audit::{self, AuditError};
 pub use crate::audit::{
-    ActorRef, Appended, ChainHash, ChainHead, Checkpoint, DecisionRecord, PolicyRef, Record,
-    RecordDraft, Seq, StoredRecord, Verdict,
+    ActorRef, Appended, ChainHash, ChainHead, Checkpoint, DecisionRecord, PolicyRef, Prepared,
+    Record, RecordDraft, Seq, StoredRecord, Verdict,
 };
 
 pub mod migrations;
@@ -179,6 +182,8 @@ struct Inner {
     jobs: Option<Sender<Box<dyn writer::Job>>>,
     writer: Option<JoinHandle<()>>,
     writer_id: Option<ThreadId>,
+    answerer: Option<JoinHandle<()>>,
+    answerer_id: Option<ThreadId>,
     wal: Option<(Sender<()>, JoinHandle<()>)>,
     readers: Mutex<Vec<Connection>>,
     signer: Option<Arc<Signer>>,
@@ -188,8 +193,17 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Closing the channel ends the writer after its current batch.
         self.jobs.take();
-        let on_writer = Some(std::thread::current().id()) == self.writer_id;
+        // On the writer or the answering thread (the last clone dropped by
+        // a job, or with a job's answer), joining would wait for itself.
+        let here = Some(std::thread::current().id());
+        let on_writer = here == self.writer_id || here == self.answerer_id;
         if let Some(handle) = self.writer.take()
+            && !on_writer
+        {
+            let _ = handle.join();
+        }
+        // The writer is gone, and with it the answering thread's channel.
+        if let Some(handle) = self.answerer.take()
             && !on_writer
         {
             let _ = handle.join();
@@ -215,15 +229,17 @@ impl fmt::Debug for Store {
 /// One write job's view of the batch transaction.
 pub struct WriteTx<'c> {
     conn: &'c Connection,
+    heads: &'c mut audit::HeadCache,
     appended: u64,
     append_failed: bool,
     unaudited_ok: bool,
 }
 
 impl<'c> WriteTx<'c> {
-    fn new(conn: &'c Connection) -> WriteTx<'c> {
+    fn new(conn: &'c Connection, heads: &'c mut audit::HeadCache) -> WriteTx<'c> {
         WriteTx {
             conn,
+            heads,
             appended: 0,
             append_failed: false,
             unaudited_ok: false,
@@ -239,7 +255,22 @@ impl<'c> WriteTx<'c> {
     /// Appends a record to its account's chain, in this transaction. If it
     /// fails, the whole job is rolled back, whatever the job returns.
     pub fn append(&mut self, draft: &RecordDraft) -> Result<Appended, AuditError> {
-        match audit::append(self.conn, draft) {
+        let result = audit::append(self.conn, self.heads, draft);
+        self.note_append(result)
+    }
+
+    /// Appends a record prepared beforehand (on the caller's thread, out of
+    /// the writer's way: see [`Prepared`]), like [`WriteTx::append`].
+    pub fn append_prepared(&mut self, prepared: &Prepared) -> Result<Appended, AuditError> {
+        let result = audit::append_prepared(self.conn, self.heads, prepared);
+        self.note_append(result)
+    }
+
+    fn note_append(
+        &mut self,
+        result: Result<Appended, AuditError>,
+    ) -> Result<Appended, AuditError> {
+        match result {
             Ok(appended) => {
                 self.appended += 1;
                 Ok(appended)
@@ -303,7 +334,7 @@ fn spawn_wal_checkpointer(path: &Path) -> Result<(Sender<()>, JoinHandle<()>), S
     configure(&conn).map_err(open)?;
     let (stop, stopped) = mpsc::channel::<()>();
     let handle = std::thread::Builder::new()
-        .name("chaperone-store-wal".into())
+        .name("store-wal".into())
         .spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) =
                 stopped.recv_timeout(WAL_CHECKPOINT_EVERY)
@@ -365,14 +396,21 @@ impl Store {
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
             .map_err(open)?;
         let wal = spawn_wal_checkpointer(&path)?;
+        let spawn_failed = |e: std::io::Error| StoreError::Open {
+            path: path.clone(),
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        };
+        let (done, finished) = mpsc::channel::<writer::Finished>();
+        let answerer = std::thread::Builder::new()
+            .name("store-answer".into())
+            .spawn(move || writer::answer(&finished))
+            .map_err(spawn_failed)?;
+        let answerer_id = answerer.thread().id();
         let (sender, receiver) = mpsc::channel::<Box<dyn writer::Job>>();
         let handle = std::thread::Builder::new()
-            .name("chaperone-store-writer".into())
-            .spawn(move || writer::run(&conn, &receiver))
-            .map_err(|e| StoreError::Open {
-                path: path.clone(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-            })?;
+            .name("store-writer".into())
+            .spawn(move || writer::run(&conn, &receiver, &done))
+            .map_err(spawn_failed)?;
         let writer_id = handle.thread().id();
         Ok(Store {
             inner: Arc::new(Inner {
@@ -380,6 +418,8 @@ impl Store {
                 jobs: Some(sender),
                 writer: Some(handle),
                 writer_id: Some(writer_id),
+                answerer: Some(answerer),
+                answerer_id: Some(answerer_id),
                 wal: Some(wal),
                 readers: Mutex::new(Vec::new()),
                 signer: signer.map(Arc::new),

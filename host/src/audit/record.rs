@@ -180,11 +180,17 @@ pub fn valid_kind(kind: &str) -> bool {
 ///
 /// `account` must satisfy [`valid_account`] (no escaping is needed then).
 pub fn header_prefix(out: &mut Vec<u8>, account: &str, seq: u64) {
+    position(out, account, seq);
+    out.extend_from_slice(b",\"time_ms\":");
+}
+
+/// `{"v":1,"account":"<account>","seq":<seq>`: the part of a record's bytes
+/// that [`Prepared`] leaves out.
+fn position(out: &mut Vec<u8>, account: &str, seq: u64) {
     out.extend_from_slice(b"{\"v\":1,\"account\":\"");
     out.extend_from_slice(account.as_bytes());
     out.extend_from_slice(b"\",\"seq\":");
     push_u64(out, seq);
-    out.extend_from_slice(b",\"time_ms\":");
 }
 
 /// The header prefix followed by the time and kind:
@@ -231,39 +237,104 @@ fn fmt_u64(buf: &mut [u8; 20], mut value: u64) -> &[u8] {
 
 /// Encodes a draft as the canonical bytes of record `seq` of its account.
 pub fn encode(draft: &RecordDraft, seq: Seq) -> Result<Vec<u8>, AuditError> {
-    if !valid_account(&draft.account) {
-        return Err(AuditError::InvalidAccount(draft.account.clone()));
-    }
-    if !valid_kind(&draft.kind) {
-        return Err(AuditError::InvalidKind(draft.kind.clone()));
-    }
-    if !draft.effects.is_array() {
-        return Err(AuditError::InvalidDraft(
-            "the effects are not a JSON array".into(),
-        ));
-    }
-    if let Some(policy) = &draft.policy {
-        let hex_ok = policy.digest.len() == 64
-            && policy
-                .digest
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !hex_ok {
-            return Err(AuditError::InvalidDraft(format!(
-                "policy digest `{}` is not 64 lowercase hex digits",
-                policy.digest
-            )));
+    Prepared::new(draft)?.bytes(seq)
+}
+
+/// A draft checked and encoded up to its sequence number: everything of its
+/// canonical bytes but the leading `{"v":1,"account":"<account>","seq":<seq>`.
+///
+/// Preparing is most of the work of an append and needs no transaction, so
+/// callers do it on their own threads ([`crate::store::WriteTx::append_prepared`]);
+/// the writer only puts the header in front, hashes and inserts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    account: String,
+    time_ms: i64,
+    kind: String,
+    /// From `,"time_ms":` to the closing `}`.
+    tail: Vec<u8>,
+}
+
+impl Prepared {
+    /// Checks and encodes `draft`.
+    pub fn new(draft: &RecordDraft) -> Result<Prepared, AuditError> {
+        if !valid_account(&draft.account) {
+            return Err(AuditError::InvalidAccount(draft.account.clone()));
         }
+        if !valid_kind(&draft.kind) {
+            return Err(AuditError::InvalidKind(draft.kind.clone()));
+        }
+        if !draft.effects.is_array() {
+            return Err(AuditError::InvalidDraft(
+                "the effects are not a JSON array".into(),
+            ));
+        }
+        if let Some(policy) = &draft.policy {
+            let hex_ok = policy.digest.len() == 64
+                && policy
+                    .digest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !hex_ok {
+                return Err(AuditError::InvalidDraft(format!(
+                    "policy digest `{}` is not 64 lowercase hex digits",
+                    policy.digest
+                )));
+            }
+        }
+        let tail = encode_tail(draft);
+        if tail.len() > MAX_RECORD_BYTES {
+            return Err(AuditError::TooLarge {
+                account: draft.account.clone(),
+                size: tail.len(),
+            });
+        }
+        Ok(Prepared {
+            account: draft.account.clone(),
+            time_ms: draft.time_ms,
+            kind: draft.kind.clone(),
+            tail,
+        })
     }
 
+    /// The account whose chain gets the record.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The event's time (the `time_ms` column).
+    pub fn time_ms(&self) -> i64 {
+        self.time_ms
+    }
+
+    /// The record kind (the `kind` column).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The canonical bytes of the record at `seq`.
+    pub fn bytes(&self, seq: Seq) -> Result<Vec<u8>, AuditError> {
+        let mut out = Vec::with_capacity(self.account.len() + 40 + self.tail.len());
+        position(&mut out, &self.account, seq.get());
+        out.extend_from_slice(&self.tail);
+        if out.len() > MAX_RECORD_BYTES {
+            return Err(AuditError::TooLarge {
+                account: self.account.clone(),
+                size: out.len(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The canonical bytes of a checked draft after its sequence number.
+fn encode_tail(draft: &RecordDraft) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    full_prefix(
-        &mut out,
-        &draft.account,
-        seq.get(),
-        draft.time_ms,
-        &draft.kind,
-    );
+    out.extend_from_slice(b",\"time_ms\":");
+    push_i64(&mut out, draft.time_ms);
+    out.extend_from_slice(b",\"kind\":\"");
+    out.extend_from_slice(draft.kind.as_bytes());
+    out.extend_from_slice(b"\",");
     out.extend_from_slice(b"\"actor\":");
     match &draft.actor {
         None => out.extend_from_slice(b"null"),
@@ -326,14 +397,7 @@ pub fn encode(draft: &RecordDraft, seq: Seq) -> Result<Vec<u8>, AuditError> {
         Some(input) => write_value(&mut out, input),
     }
     out.push(b'}');
-
-    if out.len() > MAX_RECORD_BYTES {
-        return Err(AuditError::TooLarge {
-            account: draft.account.clone(),
-            size: out.len(),
-        });
-    }
-    Ok(out)
+    out
 }
 
 /// Writes a JSON value canonically: no whitespace, object members sorted by
@@ -514,6 +578,26 @@ mod tests {
         let mut d = draft();
         d.policy.as_mut().unwrap().digest = "AB".repeat(32);
         assert!(encode(&d, Seq::FIRST).is_err());
+    }
+
+    #[test]
+    fn prepared_bytes_are_the_encoding() {
+        let d = draft();
+        let prepared = Prepared::new(&d).unwrap();
+        let mut first = Vec::new();
+        header_prefix(&mut first, "acme", 1);
+        let one = prepared.bytes(Seq::FIRST).unwrap();
+        let body = one.strip_prefix(first.as_slice()).unwrap();
+        for seq in [9, 10, 12345] {
+            let bytes = prepared.bytes(Seq::new(seq).unwrap()).unwrap();
+            let mut header = Vec::new();
+            header_prefix(&mut header, "acme", seq);
+            assert_eq!(bytes.strip_prefix(header.as_slice()), Some(body));
+            assert_eq!(decode(&bytes).unwrap().seq, seq);
+        }
+        assert_eq!(prepared.account(), "acme");
+        assert_eq!(prepared.kind(), "grant");
+        assert_eq!(prepared.time_ms(), d.time_ms);
     }
 
     #[test]

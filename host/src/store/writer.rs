@@ -5,17 +5,27 @@
 //! transaction, each under its own `SAVEPOINT`, commits once (one fsync at
 //! `synchronous=FULL`), and only then answers each job's caller. Jobs that
 //! arrive while a batch commits form the next batch.
+//!
+//! Answering is handed to a second thread ([`answer`]): waking dozens of
+//! blocked callers costs a futex wake each, and the writer can meanwhile
+//! start the next batch. A caller still hears of its job only after the
+//! batch that holds it has committed (or failed).
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 
 use rusqlite::Connection;
 
 use super::{StoreError, WriteError, WriteTx};
+use crate::audit::HeadCache;
 
 /// The most jobs in one transaction.
 pub const MAX_BATCH: usize = 4096;
+
+/// Batches up to this many jobs are answered by the writer itself: for so
+/// few, the hand-over would cost more latency than the wake-ups.
+const ANSWER_INLINE: usize = 16;
 
 /// A queued job, with its caller's reply channel.
 pub trait Job: Send {
@@ -90,10 +100,49 @@ impl<T: Send, E: Send> Pending for Reply<T, E> {
     }
 }
 
-/// The writer thread's loop: until every sender is gone.
-pub fn run(conn: &Connection, jobs: &Receiver<Box<dyn Job>>) {
+/// A batch that is over: its jobs, whether each changed rows unaudited,
+/// and why the batch failed (`None`: it committed durably).
+pub struct Finished {
+    jobs: Vec<(Box<dyn Pending>, bool)>,
+    broken: Option<Arc<rusqlite::Error>>,
+}
+
+impl Finished {
+    /// Answers every caller of the batch.
+    fn answer(self) {
+        for (job, unaudited) in self.jobs {
+            let outcome = match &self.broken {
+                Some(e) => Completion::Failed(StoreError::Commit(Arc::clone(e))),
+                None if unaudited => Completion::Unaudited,
+                None => Completion::Committed,
+            };
+            job.finish(outcome);
+        }
+    }
+}
+
+/// The writer thread's loop: until every sender is gone. Each batch, once
+/// over, goes to `done` (the answering thread), or is answered here if it
+/// is small or that thread is gone.
+pub fn run(conn: &Connection, jobs: &Receiver<Box<dyn Job>>, done: &Sender<Finished>) {
+    let mut heads = HeadCache::default();
     while let Ok(first) = jobs.recv() {
-        run_batch(conn, first, jobs);
+        let finished = run_batch(conn, &mut heads, first, jobs);
+        if finished.jobs.len() <= ANSWER_INLINE {
+            finished.answer();
+            continue;
+        }
+        if let Err(std::sync::mpsc::SendError(finished)) = done.send(finished) {
+            finished.answer();
+        }
+    }
+}
+
+/// The answering thread's loop: answers each finished batch's callers, in
+/// batch order, until the writer is gone.
+pub fn answer(done: &Receiver<Finished>) {
+    while let Ok(finished) = done.recv() {
+        finished.answer();
     }
 }
 
@@ -101,10 +150,24 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn run_batch(conn: &Connection, first: Box<dyn Job>, jobs: &Receiver<Box<dyn Job>>) {
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+fn run_batch(
+    conn: &Connection,
+    heads: &mut HeadCache,
+    first: Box<dyn Job>,
+    jobs: &Receiver<Box<dyn Job>>,
+) -> Finished {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE").and_then(|()| heads.check(conn)) {
+        heads.clear();
+        if !conn.is_autocommit()
+            && let Err(e) = conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(error = %e, "rolling back a batch that could not start failed");
+        }
         first.abort(StoreError::Commit(Arc::new(e)));
-        return;
+        return Finished {
+            jobs: Vec::new(),
+            broken: None,
+        };
     }
     let mut pending: Vec<(Box<dyn Pending>, bool)> = Vec::new();
     let mut next = Some(first);
@@ -125,7 +188,7 @@ fn run_batch(conn: &Connection, first: Box<dyn Job>, jobs: &Receiver<Box<dyn Job
             break;
         }
         let changes_before = conn.total_changes();
-        let mut tx = WriteTx::new(conn);
+        let mut tx = WriteTx::new(conn, heads);
         let result = job.run(&mut tx);
         let unaudited = result.succeeded()
             && !tx.unaudited_ok
@@ -144,6 +207,8 @@ fn run_batch(conn: &Connection, first: Box<dyn Job>, jobs: &Receiver<Box<dyn Job
         let step = if keep {
             exec(conn, "RELEASE job")
         } else {
+            // The cached heads may hold the job's appends.
+            heads.clear();
             exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
         };
         pending.push((result, unaudited));
@@ -157,6 +222,9 @@ fn run_batch(conn: &Connection, first: Box<dyn Job>, jobs: &Receiver<Box<dyn Job
     {
         broken = Some(Arc::new(e));
     }
+    if broken.is_some() {
+        heads.clear();
+    }
     if broken.is_some()
         && !conn.is_autocommit()
         && let Err(e) = conn.execute_batch("ROLLBACK")
@@ -166,12 +234,8 @@ fn run_batch(conn: &Connection, first: Box<dyn Job>, jobs: &Receiver<Box<dyn Job
     if let Some(e) = &broken {
         tracing::warn!(error = %e, jobs = pending.len(), "write batch failed");
     }
-    for (job, unaudited) in pending {
-        let outcome = match &broken {
-            Some(e) => Completion::Failed(StoreError::Commit(Arc::clone(e))),
-            None if unaudited => Completion::Unaudited,
-            None => Completion::Committed,
-        };
-        job.finish(outcome);
+    Finished {
+        jobs: pending,
+        broken,
     }
 }
