@@ -203,6 +203,56 @@ pub fn full_prefix(out: &mut Vec<u8>, account: &str, seq: u64, time_ms: i64, kin
     out.extend_from_slice(b"\",");
 }
 
+/// Whether `bytes` begins with [`full_prefix`]`(account, seq, time_ms,
+/// kind)`, without building it (the fast verifier asks this of every record).
+pub fn starts_with_full_prefix(
+    bytes: &[u8],
+    account: &str,
+    seq: u64,
+    time_ms: i64,
+    kind: &str,
+) -> bool {
+    (|| {
+        let rest = bytes.strip_prefix(b"{\"v\":1,\"account\":\"")?;
+        let rest = rest.strip_prefix(account.as_bytes())?;
+        let rest = rest.strip_prefix(b"\",\"seq\":")?;
+        let rest = strip_decimal(rest, seq)?;
+        let rest = rest.strip_prefix(b",\"time_ms\":")?;
+        let rest = match time_ms < 0 {
+            true => rest.strip_prefix(b"-")?,
+            false => rest,
+        };
+        let rest = strip_decimal(rest, time_ms.unsigned_abs())?;
+        let rest = rest.strip_prefix(b",\"kind\":\"")?;
+        let rest = rest.strip_prefix(kind.as_bytes())?;
+        rest.strip_prefix(b"\",")
+    })()
+    .is_some()
+}
+
+/// `bytes` after a leading canonical decimal `value` (no leading zeros;
+/// what [`push_u64`] writes), or `None`. Parses rather than formats: no
+/// division per digit.
+fn strip_decimal(bytes: &[u8], value: u64) -> Option<&[u8]> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (number, rest) = bytes.split_at_checked(digits)?;
+    let canonical = match number {
+        [] => false,
+        [b'0'] => true,
+        [first, ..] => *first != b'0',
+    };
+    if !canonical || digits > 20 {
+        return None;
+    }
+    let mut parsed: u64 = 0;
+    for digit in number {
+        parsed = parsed
+            .checked_mul(10)?
+            .checked_add(u64::from(digit - b'0'))?;
+    }
+    (parsed == value).then_some(rest)
+}
+
 fn push_u64(out: &mut Vec<u8>, value: u64) {
     let mut buf = itoa_buf();
     let text = fmt_u64(&mut buf, value);
@@ -578,6 +628,44 @@ mod tests {
         let mut d = draft();
         d.policy.as_mut().unwrap().digest = "AB".repeat(32);
         assert!(encode(&d, Seq::FIRST).is_err());
+    }
+
+    #[test]
+    fn prefix_check_agrees_with_the_prefix() {
+        let d = draft();
+        let bytes = encode(&d, Seq::new(42).unwrap()).unwrap();
+        let mut cases = vec![bytes.clone()];
+        let mut negative = d.clone();
+        negative.time_ms = -7;
+        cases.push(encode(&negative, Seq::new(42).unwrap()).unwrap());
+        cases.push(
+            br#"{"v":1,"account":"acme","seq":042,"time_ms":1700000000000,"kind":"grant","#
+                .to_vec(),
+        );
+        cases.push(br#"{"v":1,"account":"acme","seq":42,"time_ms":-0,"kind":"grant","#.to_vec());
+        cases.push(br#"{"v":1,"account":"acme","seq":42,"time_ms":0,"kind":"grant","#.to_vec());
+        cases.push(br#"{"v":1,"account":"acme","seq":42,"time_ms":0,"kind":"grant""#.to_vec());
+        for end in 0..bytes.len().min(90) {
+            cases.push(bytes.get(..end).unwrap().to_vec());
+        }
+        for account in ["acme", "acm", "acmee"] {
+            for seq in [0, 4, 42, 420, u64::MAX] {
+                for time_ms in [0, -7, 7, 1_700_000_000_000, i64::MIN, i64::MAX] {
+                    for kind in ["grant", "gran", "grants"] {
+                        for case in &cases {
+                            let mut prefix = Vec::new();
+                            full_prefix(&mut prefix, account, seq, time_ms, kind);
+                            assert_eq!(
+                                starts_with_full_prefix(case, account, seq, time_ms, kind),
+                                case.starts_with(&prefix),
+                                "{account} {seq} {time_ms} {kind} {}",
+                                String::from_utf8_lossy(case)
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -941,11 +941,18 @@ fn head_problem(head: Option<(i64, Vec<u8>)>, outcome: &ChainOutcome) -> Option<
 /// How many id ranges per worker thread the fast path scans.
 const CHUNKS_PER_THREAD: usize = 4;
 
+/// The most record bytes one id range of the fast path keeps to check the
+/// first record of each of its runs at the join; past it, a run's start is
+/// looked up in the store instead.
+const DEFERRED_BYTES_PER_RANGE: usize = 16 << 20;
+
 /// What one id range of the fast path found for one account.
 #[derive(Debug, Clone)]
 struct Run {
-    /// The first record seen (its predecessor's stored hash was the start).
+    /// The first record seen.
     first: u64,
+    /// How the run starts.
+    start: RunStart,
     /// The last good record seen.
     last: u64,
     /// The chain hash after it.
@@ -954,11 +961,63 @@ struct Run {
     bad: bool,
 }
 
+/// How a run of the fast path starts.
+#[derive(Debug, Clone)]
+enum RunStart {
+    /// From this hash (the genesis value, or the predecessor's stored hash):
+    /// the first record was checked against it, and the run before must end
+    /// with it.
+    From(ChainHash),
+    /// Not checked yet: the first record's bytes and stored hash, checked at
+    /// the join with the hash the run before ended with.
+    Deferred {
+        /// The first record's bytes.
+        bytes: Vec<u8>,
+        /// Its stored hash.
+        stored: ChainHash,
+    },
+}
+
+impl Run {
+    /// A run that cannot join.
+    fn bad() -> Run {
+        let zero = ChainHash::from_bytes([0; 32]);
+        Run {
+            first: 0,
+            start: RunStart::From(zero),
+            last: 0,
+            hash: zero,
+            bad: true,
+        }
+    }
+}
+
+/// Joins an account's runs, in id order, onto its genesis: the chain's last
+/// record and hash, or `None` if a run is bad or does not follow on.
+fn join_runs<'r>(account: &str, runs: impl Iterator<Item = &'r Run>) -> Option<(u64, ChainHash)> {
+    let mut last = 0;
+    let mut hash = chain::genesis(account);
+    for run in runs {
+        let follows = match &run.start {
+            RunStart::From(start) => *start == hash,
+            RunStart::Deferred { bytes, stored } => chain::link(&hash, bytes) == *stored,
+        };
+        if run.bad || run.first != last + 1 || !follows {
+            return None;
+        }
+        last = run.last;
+        hash = run.hash;
+    }
+    Some((last, hash))
+}
+
 /// The fast path: scans the records in append order (id order), split into
 /// ranges checked in parallel. In each range, each account's records must
 /// come with consecutive sequence numbers, begin with their header, and hash
 /// to their stored hash from the stored hash of their predecessor; across
-/// ranges, each account's runs must join up. Chains that fail anything go to
+/// ranges, each account's runs must join up: consecutive, and each run's
+/// first record hashing to its stored hash from the hash the run before
+/// ended with (or the genesis value). Chains that fail anything go to
 /// the reference verifier, which names the first bad record.
 fn fast_check(
     path: &Path,
@@ -971,7 +1030,11 @@ fn fast_check(
     conn.execute_batch("BEGIN")?;
     let snapshot = (|| -> Result<_, VerifyError> {
         let (low, high): (Option<i64>, Option<i64>) = conn
-            .prepare_cached("SELECT MIN(id), MAX(id) FROM audit_records")?
+            // Two subqueries: SQLite answers a lone MIN or MAX from the
+            // end of the primary key, but scans the table for both at once.
+            .prepare_cached(
+                "SELECT (SELECT MIN(id) FROM audit_records), (SELECT MAX(id) FROM audit_records)",
+            )?
             .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         let mut heads = std::collections::HashMap::new();
         let mut stmt = conn.prepare_cached("SELECT account, seq, hash FROM audit_heads")?;
@@ -1001,32 +1064,43 @@ fn fast_check(
         }
     }
 
-    let scanned: Vec<std::collections::HashMap<String, Run>> = ranges
+    // One connection per worker, kept across its ranges: each connection
+    // maps the file, and opening and closing one per range costs page faults
+    // and unmapping (which also stalls the other workers' page faults).
+    let connections: std::sync::Mutex<Vec<Connection>> = std::sync::Mutex::new(Vec::new());
+    let scanned = ranges
         .par_iter()
-        .map_init(
-            || open_read_only(path),
-            |conn, &(start, end)| {
-                let conn = conn
-                    .as_ref()
-                    .map_err(|_| VerifyError::Reopen(path.to_owned()))?;
-                scan_range(conn, start, end, progress)
-            },
-        )
-        .collect::<Result<_, VerifyError>>()?;
+        .map(|&(start, end)| {
+            let pooled = connections
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_read_only(path).map_err(|_| VerifyError::Reopen(path.to_owned()))?,
+            };
+            let runs = scan_range(&conn, start, end, progress);
+            connections
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(conn);
+            runs
+        })
+        .collect::<Result<Vec<std::collections::HashMap<String, Run>>, VerifyError>>();
+    connections
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_par_iter()
+        .for_each(drop);
+    let scanned = scanned?;
 
+    let joined: Vec<Option<(u64, ChainHash)>> = accounts
+        .par_iter()
+        .map(|account| join_runs(account, scanned.iter().filter_map(|runs| runs.get(account))))
+        .collect();
     let mut results = Vec::with_capacity(accounts.len());
-    for account in accounts {
-        let mut state: Option<(u64, ChainHash)> = Some((0, chain::genesis(account)));
-        for runs in &scanned {
-            let Some(run) = runs.get(account) else {
-                continue;
-            };
-            state = match state {
-                Some((last, _)) if !run.bad && run.first == last + 1 => Some((run.last, run.hash)),
-                _ => None,
-            };
-        }
-        if let Some((last, hash)) = state {
+    for (account, joined) in accounts.iter().zip(joined) {
+        if let Some((last, hash)) = joined {
             let outcome = ChainOutcome {
                 valid_through: last,
                 last_hash: hash,
@@ -1075,7 +1149,7 @@ fn scan_range_in_tx(
          WHERE id >= ?1 AND id <= ?2 ORDER BY id",
     )?;
     let mut rows = stmt.query(params![start, end])?;
-    let mut prefix = Vec::with_capacity(128);
+    let mut deferred = 0_usize;
     let mut unreported = 0_u64;
     while let Some(row) = rows.next()? {
         unreported += 1;
@@ -1090,54 +1164,65 @@ fn scan_range_in_tx(
             // of every account is unaffected, and the heads check catches a
             // chain that lost it.
         };
-        let seq = row
-            .get_ref(1)?
-            .as_i64()
-            .ok()
-            .and_then(|s| u64::try_from(s).ok());
-        let run = match runs.get_mut(account) {
-            Some(run) => run,
-            None => {
-                let first = seq.unwrap_or(0);
-                let before = match first {
-                    1 => Some(chain::genesis(account)),
-                    0 => None,
-                    _ => stored_hash(conn, account, Seq::new(first - 1).unwrap_or(Seq::FIRST))?,
-                };
-                runs.entry(account.to_owned()).or_insert(Run {
-                    first,
-                    last: first.saturating_sub(1),
-                    hash: before.unwrap_or(ChainHash::from_bytes([0; 32])),
-                    bad: before.is_none(),
-                })
-            }
-        };
-        if run.bad {
+        let run = runs.get_mut(account);
+        if run.as_ref().is_some_and(|run| run.bad) {
             continue;
         }
-        let good = (|| {
-            let seq = seq?;
-            if seq != run.last + 1 {
-                return None;
-            }
+        // The record's own checks; the link to its predecessor waits for the
+        // join when it is the first of its run here.
+        let checked = (|| {
+            let seq = u64::try_from(row.get_ref(1).ok()?.as_i64().ok()?).ok()?;
             let time_ms = row.get_ref(2).ok()?.as_i64().ok()?;
             let kind = row.get_ref(3).ok()?.as_str().ok()?;
-            let hash = row.get_ref(4).ok()?.as_blob().ok()?;
+            let hash = ChainHash::from_slice(row.get_ref(4).ok()?.as_blob().ok()?)?;
             let bytes = row.get_ref(5).ok()?.as_blob().ok()?;
-            prefix.clear();
-            record::full_prefix(&mut prefix, account, seq, time_ms, kind);
-            if !bytes.starts_with(&prefix) {
-                return None;
-            }
-            let computed = chain::link(&run.hash, bytes);
-            (ChainHash::from_slice(hash) == Some(computed)).then_some((seq, computed))
+            record::starts_with_full_prefix(bytes, account, seq, time_ms, kind)
+                .then_some((seq, hash, bytes))
         })();
-        match good {
-            Some((seq, hash)) => {
+        match (run, checked) {
+            (Some(run), Some((seq, stored, bytes)))
+                if seq == run.last + 1 && chain::link(&run.hash, bytes) == stored =>
+            {
                 run.last = seq;
-                run.hash = hash;
+                run.hash = stored;
             }
-            None => run.bad = true,
+            (Some(run), _) => run.bad = true,
+            (None, Some((seq, stored, bytes))) if seq >= 1 => {
+                let start = if seq == 1 {
+                    Some(RunStart::From(chain::genesis(account)))
+                } else if deferred + bytes.len() <= DEFERRED_BYTES_PER_RANGE {
+                    deferred += bytes.len();
+                    Some(RunStart::Deferred {
+                        bytes: bytes.to_vec(),
+                        stored,
+                    })
+                } else {
+                    Seq::new(seq - 1)
+                        .map(|before| stored_hash(conn, account, before))
+                        .transpose()?
+                        .flatten()
+                        .map(RunStart::From)
+                };
+                let checked = match &start {
+                    Some(RunStart::From(from)) => chain::link(from, bytes) == stored,
+                    Some(RunStart::Deferred { .. }) => true,
+                    None => false,
+                };
+                let run = match start {
+                    Some(start) if checked => Run {
+                        first: seq,
+                        start,
+                        last: seq,
+                        hash: stored,
+                        bad: false,
+                    },
+                    _ => Run::bad(),
+                };
+                runs.insert(account.to_owned(), run);
+            }
+            (None, _) => {
+                runs.insert(account.to_owned(), Run::bad());
+            }
         }
     }
     if let Some(progress) = progress {
