@@ -11,7 +11,12 @@
 //!    with the parallel fast path on every core, and with one thread.
 //!
 //! `AUDIT_BENCH_SECS` (default 3) sets each append run's length,
-//! `AUDIT_BENCH_RECORDS` (default 1000000) the verify store's size.
+//! `AUDIT_BENCH_RECORDS` (default 1000000) the verify store's size,
+//! `AUDIT_BENCH_APPENDERS` (default `1,8,64`) the append runs, and
+//! `AUDIT_BENCH_ONLY` (`append` or `verify`) runs one part alone, and
+//! `AUDIT_BENCH_VERIFY_DB` keeps the verify store at that path (built once,
+//! reused while its record count matches), for profiling;
+//! `AUDIT_BENCH_VERIFY_RUNS` (default 1) repeats each measured verify pass.
 //!
 //! On Linux it also prints CPU time (from `/proc`): the writer thread's for
 //! appends, the process's for verification. On a shared machine the
@@ -25,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use chaperone::audit::AuditError;
 use chaperone::audit::verify::{self, VerifyOptions};
-use chaperone::store::{ActorRef, DecisionRecord, PolicyRef, RecordDraft, Store, Verdict};
+use chaperone::store::{
+    ActorRef, DecisionRecord, PolicyRef, Prepared, RecordDraft, Store, Verdict,
+};
 use serde_json::json;
 
 /// CPU seconds (user + system) used so far by this process, or by its
@@ -101,17 +108,23 @@ fn appends(appenders: u64, seconds: u64) {
             std::thread::spawn(move || {
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let d = draft(format!("acct-{}", (t * 7919 + n) % 1000), n);
-                    store.write(move |tx| tx.append(&d).map(|_| ())).unwrap();
+                    // The caller encodes; the writer only hashes and inserts.
+                    let d = Prepared::new(&draft(format!("acct-{}", (t * 7919 + n) % 1000), n))
+                        .unwrap();
+                    store
+                        .write(move |tx| tx.append_prepared(&d).map(|_| ()))
+                        .unwrap();
                     n += 1;
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
         })
         .collect();
-    let writer_before = cpu_seconds(Some("chaperone-store"));
+    let writer_before = cpu_seconds(Some("store-writer"));
+    let process_before = cpu_seconds(None);
     std::thread::sleep(Duration::from_secs(seconds));
-    let writer_after = cpu_seconds(Some("chaperone-store"));
+    let writer_after = cpu_seconds(Some("store-writer"));
+    let process_after = cpu_seconds(None);
     let counted = done.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
@@ -132,11 +145,35 @@ fn appends(appenders: u64, seconds: u64) {
             );
         }
     }
+    if let (Some(before), Some(after)) = (process_before, process_after) {
+        println!(
+            "        whole process on CPU {:.2} s of {seconds} s (appenders included)",
+            after - before
+        );
+    }
 }
 
 fn verify_bench(records: u64) {
     let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
-    let path = dir.path().join("bench.db");
+    let path = match std::env::var_os("AUDIT_BENCH_VERIFY_DB") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => dir.path().join("bench.db"),
+    };
+    if path.exists() {
+        let store = Store::open(&path).unwrap();
+        let count: i64 = store
+            .read(|c| c.query_row("SELECT COUNT(*) FROM audit_records", [], |r| r.get(0)))
+            .unwrap();
+        drop(store);
+        assert_eq!(
+            u64::try_from(count).unwrap(),
+            records,
+            "{} holds another number of records",
+            path.display()
+        );
+        println!("verify  reusing {}", path.display());
+        return verify_run(&path, records);
+    }
     let store = Store::open(&path).unwrap();
     let accounts = 1000;
     let build = Instant::now();
@@ -169,9 +206,13 @@ fn verify_bench(records: u64) {
         bytes / i64::try_from(records).unwrap(),
         build.elapsed().as_secs_f64()
     );
+    verify_run(&path, records);
+}
+
+fn verify_run(path: &std::path::Path, records: u64) {
     let options = VerifyOptions {
         verifier: Some(
-            chaperone::audit::keys::load_verifier(&chaperone::audit::keys::public_key_path(&path))
+            chaperone::audit::keys::load_verifier(&chaperone::audit::keys::public_key_path(path))
                 .unwrap(),
         ),
         ..VerifyOptions::default()
@@ -181,32 +222,40 @@ fn verify_bench(records: u64) {
             .num_threads(threads)
             .build()
             .unwrap();
-        // One warm-up pass (page cache), then the measured one.
-        pool.install(|| verify::verify_store(&path, &options).unwrap());
-        let cpu_before = cpu_seconds(None);
-        let start = Instant::now();
-        let report = pool.install(|| verify::verify_store(&path, &options).unwrap());
-        let elapsed = start.elapsed().as_secs_f64();
-        let cpu = cpu_seconds(None).zip(cpu_before).map(|(a, b)| a - b);
-        assert!(report.is_ok() && report.records == records, "{report:?}");
-        println!(
-            "verify  threads={threads}  {} records in {elapsed:.3} s = {:>10.0} records/s",
-            report.records,
-            report.records as f64 / elapsed
-        );
-        if let Some(cpu) = cpu.filter(|c| *c > 0.0) {
+        // One warm-up pass (page cache), then the measured ones.
+        pool.install(|| verify::verify_store(path, &options).unwrap());
+        for _ in 0..env("AUDIT_BENCH_VERIFY_RUNS", 1) {
+            let cpu_before = cpu_seconds(None);
+            let start = Instant::now();
+            let report = pool.install(|| verify::verify_store(path, &options).unwrap());
+            let elapsed = start.elapsed().as_secs_f64();
+            let cpu = cpu_seconds(None).zip(cpu_before).map(|(a, b)| a - b);
+            assert!(report.is_ok() && report.records == records, "{report:?}");
             println!(
-                "        {cpu:.2} CPU-seconds: {:.0} records per CPU-second",
-                report.records as f64 / cpu
+                "verify  threads={threads}  {} records in {elapsed:.3} s = {:>10.0} records/s",
+                report.records,
+                report.records as f64 / elapsed
             );
+            if let Some(cpu) = cpu.filter(|c| *c > 0.0) {
+                println!(
+                    "        {cpu:.2} CPU-seconds: {:.0} records per CPU-second",
+                    report.records as f64 / cpu
+                );
+            }
         }
     }
 }
 
 fn main() {
     let seconds = env("AUDIT_BENCH_SECS", 3);
-    for appenders in [1, 8, 64] {
-        appends(appenders, seconds);
+    let only = std::env::var("AUDIT_BENCH_ONLY").unwrap_or_default();
+    if only != "verify" {
+        let appenders = std::env::var("AUDIT_BENCH_APPENDERS").unwrap_or_else(|_| "1,8,64".into());
+        for appenders in appenders.split(',') {
+            appends(appenders.trim().parse().unwrap(), seconds);
+        }
     }
-    verify_bench(env("AUDIT_BENCH_RECORDS", 1_000_000));
+    if only != "append" {
+        verify_bench(env("AUDIT_BENCH_RECORDS", 1_000_000));
+    }
 }
