@@ -230,6 +230,16 @@ mod tests {
         Origin, Plan, ServiceAccount, SetRightsRequest,
     };
 
+    /// The `i`th value, cycling.
+    fn pick<T: Copy>(values: &[T], i: usize) -> T {
+        values
+            .iter()
+            .cycle()
+            .nth(i)
+            .copied()
+            .unwrap_or_else(|| unreachable!("no values"))
+    }
+
     #[test]
     fn matches_postcard_byte_for_byte_on_every_case() {
         let mut operations = vec![
@@ -262,19 +272,19 @@ mod tests {
         for (i, operation) in operations.into_iter().enumerate() {
             let mut request = sample_request("xentral", OperationKind::Act, None);
             request.operation = operation;
-            request.now = [i64::MIN, -1, 0, 1, i64::MAX][i % 5];
+            request.now = pick(&[i64::MIN, -1, 0, 1, i64::MAX], i);
             request.actor = if i % 2 == 0 {
                 Actor::User("ben".into())
             } else {
                 Actor::Agent("agent@xentral.com".into())
             };
-            request.account.plan = [Plan::Free, Plan::Trial, Plan::Paid][i % 3];
-            request.account.seat_limit = [None, Some(0), Some(u32::MAX)][i % 3];
+            request.account.plan = pick(&[Plan::Free, Plan::Trial, Plan::Paid], i);
+            request.account.seat_limit = pick(&[None, Some(0), Some(u32::MAX)], i);
             request.account.service_accounts.push(ServiceAccount {
                 id: "sa".into(),
                 agent_email: "x@xentral.com".into(),
                 rights: vec!["admin".into(); i],
-                origin: [Origin::Consent, Origin::Invite][i % 2],
+                origin: pick(&[Origin::Consent, Origin::Invite], i),
                 description: "d".repeat(200 * i),
                 created_by: request.actor.clone(),
                 created_at: -(i as i64),
