@@ -63,12 +63,7 @@ pub fn export(
     out: &mut dyn Write,
     progress: &dyn Fn(u64),
 ) -> Result<ExportSummary, ExportError> {
-    conn.execute_batch("BEGIN")?;
-    let result = export_in_tx(conn, account, out, progress);
-    let end = conn.execute_batch("COMMIT");
-    let summary = result?;
-    end?;
-    Ok(summary)
+    super::read::in_snapshot(conn, || export_in_tx(conn, account, out, progress))
 }
 
 fn export_in_tx(

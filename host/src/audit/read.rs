@@ -162,3 +162,18 @@ pub fn count(conn: &Connection, account: Option<&str>) -> rusqlite::Result<u64> 
     };
     Ok(u64::try_from(n).unwrap_or(0))
 }
+
+/// Runs `body` in one read transaction, so that everything it reads comes
+/// from one snapshot of the store (appends committed meanwhile are not
+/// seen). The body's error wins over the commit's.
+pub fn in_snapshot<T, E: From<rusqlite::Error>>(
+    conn: &Connection,
+    body: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    conn.execute_batch("BEGIN")?;
+    let result = body();
+    let end = conn.execute_batch("COMMIT");
+    let value = result?;
+    end?;
+    Ok(value)
+}

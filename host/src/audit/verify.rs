@@ -839,12 +839,7 @@ fn reference_check(
             }
         }
     };
-    conn.execute_batch("BEGIN")?;
-    let result = reference_check_in_tx(conn, account, start);
-    let end = conn.execute_batch("COMMIT");
-    let outcome = result?;
-    end?;
-    Ok(outcome)
+    super::read::in_snapshot(conn, || reference_check_in_tx(conn, account, start))
 }
 
 fn reference_check_in_tx(
@@ -1027,8 +1022,7 @@ fn fast_check(
 ) -> Result<Vec<ChainResult>, VerifyError> {
     // One snapshot for the id range and the heads; rows committed later have
     // larger ids and are left out.
-    conn.execute_batch("BEGIN")?;
-    let snapshot = (|| -> Result<_, VerifyError> {
+    let (low, high, heads) = super::read::in_snapshot(conn, || -> Result<_, VerifyError> {
         let (low, high): (Option<i64>, Option<i64>) = conn
             // Two subqueries: SQLite answers a lone MIN or MAX from the
             // end of the primary key, but scans the table for both at once.
@@ -1046,9 +1040,7 @@ fn fast_check(
             );
         }
         Ok((low, high, heads))
-    })();
-    conn.execute_batch("COMMIT")?;
-    let (low, high, heads) = snapshot?;
+    })?;
 
     let mut ranges = Vec::new();
     if let (Some(low), Some(high)) = (low, high) {
@@ -1129,12 +1121,7 @@ fn scan_range(
     end: i64,
     progress: Option<&Progress>,
 ) -> Result<std::collections::HashMap<String, Run>, VerifyError> {
-    conn.execute_batch("BEGIN")?;
-    let result = scan_range_in_tx(conn, start, end, progress);
-    let finish = conn.execute_batch("COMMIT");
-    let runs = result?;
-    finish?;
-    Ok(runs)
+    super::read::in_snapshot(conn, || scan_range_in_tx(conn, start, end, progress))
 }
 
 fn scan_range_in_tx(
