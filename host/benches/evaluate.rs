@@ -46,7 +46,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
                 cases.push((
                     name,
-                    runtime.clone(),
                     module.clone(),
                     sample_request(builtin.vendor, kind, None),
                     EntryPoint::Fastest,
@@ -70,7 +69,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     cases.push((
         "celigo act (empty account)".into(),
-        runtime.clone(),
         celigo.clone(),
         empty,
         EntryPoint::Fastest,
@@ -79,13 +77,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // instead of packed (`evaluate-packed`).
     cases.push((
         "celigo act (typed entry)".into(),
-        runtime.clone(),
         celigo,
         sample_request("celigo", OperationKind::Act, None),
         EntryPoint::Typed,
     ));
     {
-        for (name, runtime, module, request, entry) in cases {
+        for (name, module, request, entry) in cases {
             if !filters.is_empty() && !filters.contains(&name) {
                 continue;
             }

@@ -212,16 +212,8 @@ impl PolicyModule {
     }
 }
 
-/// `evaluate-packed`, looked up and type-checked when the instance is made.
+/// `evaluate-packed`'s type, checked once at load.
 type PackedFunc = TypedFunc<(Vec<u8>,), (wit::Decision,)>;
-
-/// A fresh instance, in its own store, nothing called in it yet.
-struct Prepared {
-    store: Store<Sandbox>,
-    instance: Instance,
-    /// `evaluate-packed`, when the module exports it.
-    packed: Option<PackedFunc>,
-}
 
 /// How to hand a request to a module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,20 +355,22 @@ impl Runtime {
         );
         let _enter = span.enter();
         let started = Instant::now();
-        let packed = match entry {
-            EntryPoint::Fastest if module.packed.is_some() => Some(packed::encode(request)),
+        let packed = match (entry, &module.packed) {
+            (EntryPoint::Fastest, Some(index)) => Some((index, packed::encode(request))),
             _ => None,
         };
-        let Prepared {
-            mut store,
-            instance,
-            packed: packed_func,
-        } = self.prepare(module)?;
-        let called = match (packed, packed_func) {
-            (Some(bytes), Some(func)) => {
+        let mut store = self.store()?;
+        let instance = module
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .map_err(|e| self.classify(&store, e, true))?;
+        let called = match packed {
+            Some((index, bytes)) => {
+                let func = packed_func(&mut store, &instance, index)?;
                 func.call(&mut store, (bytes,)).map(|(decision,)| decision)
             }
-            _ => bindings::Policy::new(&mut store, &instance)
+            None => bindings::Policy::new(&mut store, &instance)
                 .and_then(|policy| policy.call_evaluate(&mut store, request)),
         };
         let decided = called.map_err(|e| self.classify(&store, e, false));
@@ -392,40 +386,6 @@ impl Runtime {
         })
     }
 
-    /// A fresh instance of this module in its own store, with
-    /// `evaluate-packed` looked up.
-    fn prepare(&self, module: &PolicyModule) -> Result<Prepared, EvalError> {
-        let mut store = self.store()?;
-        let instance = module
-            .pre
-            .instance_pre()
-            .instantiate(&mut store)
-            .map_err(|e| self.classify(&store, e, true))?;
-        let packed = match &module.packed {
-            Some(index) => {
-                let func = instance.get_func(&mut store, index).ok_or_else(|| {
-                    EvalError::Instantiate("`evaluate-packed` is not exported".into())
-                })?;
-                // Type-checking the export walks the whole `decision` type,
-                // on every evaluation; `load` already checked this export of
-                // this same component.
-                #[expect(unsafe_code, reason = "skips a type check done once at load")]
-                // SAFETY: `module.packed` is set only after `describe` made
-                // `get_typed_func::<PackedFunc>` succeed on an instance of
-                // this component, and every instance of a component has the
-                // same export types.
-                let typed: PackedFunc = unsafe { TypedFunc::new_unchecked(func) };
-                Some(typed)
-            }
-            None => None,
-        };
-        Ok(Prepared {
-            store,
-            instance,
-            packed,
-        })
-    }
-
     /// Calls `describe()`, and checks `evaluate-packed`'s type if exported.
     fn describe(
         &self,
@@ -438,10 +398,10 @@ impl Runtime {
             .instantiate(&mut store)
             .map_err(|e| LoadError::Describe(self.classify(&store, e, true)))?;
         if let Some(index) = packed {
-            instance
-                .get_typed_func::<(Vec<u8>,), (wit::Decision,)>(&mut store, index)
+            // `packed_func` relies on this check (it skips it per instance).
+            let _: PackedFunc = instance
+                .get_typed_func(&mut store, index)
                 .map_err(|e| LoadError::Interface(format!("`evaluate-packed`: {e:#}")))?;
-            // `prepare` relies on this check (it skips it per instance).
         }
         bindings::Policy::new(&mut store, &instance)
             .map_err(|e| LoadError::Interface(format!("{e:#}")))?
@@ -490,6 +450,26 @@ impl Runtime {
             None => EvalError::BadOutput(format!("{error:#}")),
         }
     }
+}
+
+/// `evaluate-packed` of a fresh instance, without type-checking it again.
+fn packed_func(
+    store: &mut Store<Sandbox>,
+    instance: &Instance,
+    index: &ComponentExportIndex,
+) -> Result<PackedFunc, EvalError> {
+    let func = instance
+        .get_func(&mut *store, index)
+        .ok_or_else(|| EvalError::Instantiate("`evaluate-packed` is not exported".into()))?;
+    // Type-checking the export walks the whole `decision` type, on every
+    // evaluation; `load` already checked this export of this component.
+    #[expect(unsafe_code, reason = "skips a type check done once at load")]
+    // SAFETY: `PolicyModule::packed` is set only after `describe` made
+    // `get_typed_func::<PackedFunc>` succeed on an instance of the same
+    // component, and every instance of a component has the same export
+    // types.
+    let typed = unsafe { TypedFunc::new_unchecked(func) };
+    Ok(typed)
 }
 
 fn deadline_ticks(deadline: Duration) -> u64 {
