@@ -26,7 +26,7 @@
 //!         }
 //!     }
 //!
-//!     fn evaluate(request: Request) -> Decision {
+//!     fn evaluate(request: &Request) -> Decision {
 //!         match (&request.operation, &request.actor) {
 //!             (Operation::Grant(g), Actor::User(id)) => {
 //!                 let owner = request.account.user(id).is_some_and(|u| u.role == "owner");
@@ -130,7 +130,11 @@ pub trait Policy {
     fn describe() -> Description;
 
     /// Decide one request. Called in a fresh instance for every request.
-    fn evaluate(request: Request) -> Decision;
+    ///
+    /// The request is borrowed: the SDK owns it and, in a wasm instance,
+    /// never frees it (the instance is thrown away after this call, so
+    /// walking the snapshot to free it would be wasted work).
+    fn evaluate(request: &Request) -> Decision;
 }
 
 /// Exports a type implementing [`Policy`] as the module's `describe`,
@@ -152,11 +156,16 @@ macro_rules! export_policy {
                 }
 
                 fn evaluate(request: $crate::Request) -> $crate::Decision {
-                    <$policy as $crate::Policy>::evaluate(request)
+                    let decision = <$policy as $crate::Policy>::evaluate(&request);
+                    $crate::discard(request);
+                    decision
                 }
 
                 fn evaluate_packed(request: ::std::vec::Vec<u8>) -> $crate::Decision {
-                    <$policy as $crate::Policy>::evaluate($crate::unpack(request))
+                    let request = $crate::unpack(request);
+                    let decision = <$policy as $crate::Policy>::evaluate(&request);
+                    $crate::discard(request);
+                    decision
                 }
             }
 
@@ -165,6 +174,18 @@ macro_rules! export_policy {
             );
         };
     };
+}
+
+/// Lets go of a request after its decision. With the SDK's bump allocator
+/// (a wasm instance used for one evaluation) nothing is freed: dropping would
+/// only walk the whole snapshot to hand memory back to an allocator that
+/// keeps it anyway. Elsewhere the request is dropped as usual.
+#[doc(hidden)]
+pub fn discard(request: Request) {
+    #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+    core::mem::forget(request);
+    #[cfg(not(all(target_arch = "wasm32", feature = "bump-allocator")))]
+    drop(request);
 }
 
 /// Decodes a request passed to `evaluate-packed` (its postcard encoding).

@@ -12,7 +12,7 @@
 //! use chaperone_sdk::{Decision, EnvironmentKind, Request};
 //!
 //! // A toy rule: agents may act only when the account holds a grant.
-//! fn evaluate(request: Request) -> Decision {
+//! fn evaluate(request: &Request) -> Decision {
 //!     if request.account.grants.is_empty() {
 //!         Decision::deny("TOY-GRANT", "no grant")
 //!     } else {
@@ -27,11 +27,11 @@
 //!     .user(user("ada", "admin").access("shop", "manage"));
 //! let read = op::act("flow.read", Some("prod"), Some("shop"));
 //!
-//! let denied = evaluate(request(read.clone(), by_agent("sam@vendor.test"), account.clone(), at(0, 9)));
+//! let denied = evaluate(&request(read.clone(), by_agent("sam@vendor.test"), account.clone(), at(0, 9)));
 //! assert_denied(&denied, "TOY-GRANT");
 //!
 //! let account = account.grant(grant("g1", "prod", "ada").expires_at(at(5, 9)));
-//! assert_allowed(&evaluate(request(read, by_agent("sam@vendor.test"), account, at(1, 9))));
+//! assert_allowed(&evaluate(&request(read, by_agent("sam@vendor.test"), account, at(1, 9))));
 //! ```
 //!
 //! Nothing here knows any vendor's rules: defaults are the least a test has

@@ -91,18 +91,19 @@ impl Policy for Module {
         }
     }
 
-    fn evaluate(request: Request) -> Decision {
+    fn evaluate(request: &Request) -> Decision {
         let Request {
             operation,
             actor,
             account,
             now,
         } = request;
+        let now = *now;
         let decided = match operation {
             Operation::Custom(custom) => match custom.name.as_str() {
-                REQUEST_ACCESS => operations::request_access(&account, &actor, &custom.params, now),
-                APPROVE => operations::approve(&account, &actor, &custom.params, now),
-                DENY_REQUEST => operations::deny_request(&account, &actor, &custom.params),
+                REQUEST_ACCESS => operations::request_access(account, actor, &custom.params, now),
+                APPROVE => operations::approve(account, actor, &custom.params, now),
+                DENY_REQUEST => operations::deny_request(account, actor, &custom.params),
                 other => Err(Decision::deny(
                     rule::UNSUPPORTED,
                     format!(
@@ -111,8 +112,8 @@ impl Policy for Module {
                     ),
                 )),
             },
-            Operation::Revoke(id) => operations::revoke(&account, &actor, &id),
-            Operation::Act(action) => operations::act(&account, &actor, &action),
+            Operation::Revoke(id) => operations::revoke(account, actor, id),
+            Operation::Act(action) => operations::act(account, actor, action),
             Operation::SetSetting(_)
             | Operation::Grant(_)
             | Operation::Modify(_)

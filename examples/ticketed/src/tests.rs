@@ -36,7 +36,7 @@ fn evaluate(
     account: impl Into<Account>,
     now: Timestamp,
 ) -> Decision {
-    Module::evaluate(request(operation, actor, account, now))
+    Module::evaluate(&request(operation, actor, account, now))
 }
 
 fn request_access(params: &str) -> Operation {

@@ -40,7 +40,7 @@ enum Granter<'a> {
 pub(crate) fn grant(
     account: &Account,
     actor: &Actor,
-    request: GrantRequest,
+    request: &GrantRequest,
     now: Timestamp,
 ) -> Check<Decision> {
     cel_plan(account)?;
@@ -62,7 +62,7 @@ pub(crate) fn grant(
     Ok(Decision::allow(rule::WHO, message)
         .with_rules(applied(granter, false))
         .with_effect(Effect::CreateGrant(NewGrant {
-            environment: request.environment,
+            environment: request.environment.clone(),
             grantee: None,
             scope: checked.scope.to_json(),
             expires_at: Some(checked.expires_at),

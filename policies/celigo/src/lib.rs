@@ -81,19 +81,20 @@ impl Policy for Module {
         }
     }
 
-    fn evaluate(request: Request) -> Decision {
+    fn evaluate(request: &Request) -> Decision {
         let Request {
             operation,
             actor,
             account,
             now,
         } = request;
+        let now = *now;
         let decided = match operation {
-            Operation::SetSetting(setting) => setting::set_setting(&account, &actor, setting),
-            Operation::Grant(grant) => grant::grant(&account, &actor, grant, now),
-            Operation::Modify(modify) => grant::modify(&account, &actor, &modify, now),
-            Operation::Revoke(id) => grant::revoke(&account, &actor, &id),
-            Operation::Act(action) => act::act(&account, &actor, &action),
+            Operation::SetSetting(setting) => setting::set_setting(account, actor, setting),
+            Operation::Grant(grant) => grant::grant(account, actor, grant, now),
+            Operation::Modify(modify) => grant::modify(account, actor, modify, now),
+            Operation::Revoke(id) => grant::revoke(account, actor, id),
+            Operation::Act(action) => act::act(account, actor, action),
             Operation::Invite(_)
             | Operation::CreateServiceAccount
             | Operation::SetRights(_)

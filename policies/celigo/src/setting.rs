@@ -8,8 +8,8 @@ use crate::{Check, rule};
 
 /// `set_setting`: only an owner or admin may set `allow_non_admin_grants`,
 /// the only setting, to a JSON boolean.
-pub(crate) fn set_setting(account: &Account, actor: &Actor, setting: Setting) -> Check<Decision> {
-    cel_setting(account, actor, &setting)?;
+pub(crate) fn set_setting(account: &Account, actor: &Actor, setting: &Setting) -> Check<Decision> {
+    cel_setting(account, actor, setting)?;
     let on = matches!(json::parse(&setting.value), Some(Value::Bool(true)));
     let message = format!(
         "`{ALLOW_NON_ADMIN_GRANTS}` turned {}",
@@ -18,7 +18,7 @@ pub(crate) fn set_setting(account: &Account, actor: &Actor, setting: Setting) ->
     Ok(Decision::allow(rule::SETTING, message)
         .with_rules([rule::SETTING])
         .with_effect(Effect::SetSetting(Setting {
-            key: setting.key,
+            key: setting.key.clone(),
             value: on.to_string(),
         })))
 }

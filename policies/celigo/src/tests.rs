@@ -62,7 +62,7 @@ fn eval_at(
     account: impl Into<Account>,
     now: Timestamp,
 ) -> Decision {
-    Module::evaluate(request(operation, actor, account, now))
+    Module::evaluate(&request(operation, actor, account, now))
 }
 
 /// The effect of an allowed grant on `prod` for any agent.

@@ -9,12 +9,12 @@ use crate::{Check, rule};
 
 /// `invite`: a customer admin (XEN-WHO), or under consent an agent with a
 /// service account here (XEN-CONSENT), invites one vendor-staff address.
-pub(crate) fn invite(account: &Account, actor: &Actor, email: String) -> Check<Decision> {
+pub(crate) fn invite(account: &Account, actor: &Actor, email: &str) -> Check<Decision> {
     if let Actor::User(_) = actor {
         xen_who(account, actor)?;
     }
-    xen_domain(&email)?;
-    xen_one_account_to_invite(account, &email)?;
+    xen_domain(email)?;
+    xen_one_account_to_invite(account, email)?;
     let (rules, message) = match actor {
         Actor::Agent(agent) => {
             xen_consent_to_invite(account, agent)?;
@@ -31,5 +31,5 @@ pub(crate) fn invite(account: &Account, actor: &Actor, email: String) -> Check<D
     Ok(Decision::allow(rule::INVITE, message)
         .with_rules(rules)
         .with_rules([rule::INVITE])
-        .with_effect(Effect::CreateInvitation(email)))
+        .with_effect(Effect::CreateInvitation(email.to_owned())))
 }

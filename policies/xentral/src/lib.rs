@@ -90,7 +90,7 @@ impl Policy for Module {
         }
     }
 
-    fn evaluate(request: Request) -> Decision {
+    fn evaluate(request: &Request) -> Decision {
         let Request {
             operation,
             actor,
@@ -98,12 +98,12 @@ impl Policy for Module {
             now: _,
         } = request;
         let decided = match operation {
-            Operation::SetSetting(setting) => setting::set_setting(&account, &actor, setting),
-            Operation::Invite(email) => invite::invite(&account, &actor, email),
-            Operation::CreateServiceAccount => service_account::create(&account, &actor),
-            Operation::SetRights(request) => service_account::set_rights(&account, &actor, request),
-            Operation::RemoveServiceAccount(id) => service_account::remove(&account, &actor, &id),
-            Operation::Act(action) => act::act(&account, &actor, &action),
+            Operation::SetSetting(setting) => setting::set_setting(account, actor, setting),
+            Operation::Invite(email) => invite::invite(account, actor, email),
+            Operation::CreateServiceAccount => service_account::create(account, actor),
+            Operation::SetRights(request) => service_account::set_rights(account, actor, request),
+            Operation::RemoveServiceAccount(id) => service_account::remove(account, actor, id),
+            Operation::Act(action) => act::act(account, actor, action),
             Operation::Grant(_)
             | Operation::Modify(_)
             | Operation::Revoke(_)

@@ -73,7 +73,7 @@ pub(crate) fn create(account: &Account, actor: &Actor) -> Check<Decision> {
 pub(crate) fn set_rights(
     account: &Account,
     actor: &Actor,
-    request: SetRightsRequest,
+    request: &SetRightsRequest,
 ) -> Check<Decision> {
     xen_who(account, actor)?;
     let rights = xen_rights_list(&request.rights)?;

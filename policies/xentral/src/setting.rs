@@ -7,9 +7,9 @@ use crate::who::xen_who;
 use crate::{CONSENT_SETTING, Check, rule};
 
 /// `set_setting`: a customer admin gives or revokes consent.
-pub(crate) fn set_setting(account: &Account, actor: &Actor, setting: Setting) -> Check<Decision> {
+pub(crate) fn set_setting(account: &Account, actor: &Actor, setting: &Setting) -> Check<Decision> {
     xen_who(account, actor)?;
-    let on = xen_setting(&setting)?;
+    let on = xen_setting(setting)?;
     let (message, rules) = if on {
         (
             "consent given: vendor staff may create service accounts",
@@ -24,7 +24,7 @@ pub(crate) fn set_setting(account: &Account, actor: &Actor, setting: Setting) ->
     Ok(Decision::allow(rule::SETTING, message)
         .with_rules(rules)
         .with_effect(Effect::SetSetting(Setting {
-            key: setting.key,
+            key: setting.key.clone(),
             value: on.to_string(),
         })))
 }

@@ -55,7 +55,7 @@ fn eval_at(
     account: impl Into<Account>,
     now: Timestamp,
 ) -> Decision {
-    Module::evaluate(request(operation, actor, account, now))
+    Module::evaluate(&request(operation, actor, account, now))
 }
 
 #[test]

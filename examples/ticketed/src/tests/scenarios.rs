@@ -83,7 +83,7 @@ fn replay(text: &str) -> Result<usize, String> {
                 let actor = actor_of(step).map_err(at_step)?;
                 let operation = operation_of(op, step).map_err(at_step)?;
                 let decision =
-                    Module::evaluate(request(operation, actor.clone(), account.clone(), now));
+                    Module::evaluate(&request(operation, actor.clone(), account.clone(), now));
                 let verdict = if decision.is_allow() { "allow" } else { "deny" };
                 let expect = step.get("expect");
                 let wanted =

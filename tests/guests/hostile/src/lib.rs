@@ -30,7 +30,7 @@ impl Policy for Module {
         }
     }
 
-    fn evaluate(request: Request) -> Decision {
+    fn evaluate(request: &Request) -> Decision {
         let Operation::Act(action) = &request.operation else {
             return Decision::deny("HOSTILE", "only acts");
         };
