@@ -31,12 +31,14 @@ type Decoded<T> = Result<T, Malformed>;
 /// string lifting, UTF-8 is checked only in debug builds: the host encodes
 /// from Rust strings.
 #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
-fn owned(text: &[u8]) -> Decoded<String> {
+#[inline(always)]
+fn owned(text: &[u8], bad: &mut bool) -> String {
     if text.is_empty() {
-        return Ok(String::new());
+        return String::new();
     }
     if cfg!(debug_assertions) && core::str::from_utf8(text).is_err() {
-        return Err(Malformed);
+        *bad = true;
+        return String::new();
     }
     #[expect(
         unsafe_code,
@@ -47,16 +49,22 @@ fn owned(text: &[u8]) -> Decoded<String> {
     // written again. The global allocator is `Bump`, whose `dealloc` and
     // `realloc` on this pointer never touch these bytes (see above). The
     // bytes are UTF-8: the host encodes Rust strings.
-    Ok(unsafe { String::from_raw_parts(text.as_ptr().cast_mut(), text.len(), text.len()) })
+    unsafe {
+        String::from_raw_parts(text.as_ptr().cast_mut(), text.len(), text.len())
+    }
 }
 
 /// A `String` with this text (a checked copy: the global allocator may free
 /// it).
 #[cfg(not(all(target_arch = "wasm32", feature = "bump-allocator")))]
-fn owned(text: &[u8]) -> Decoded<String> {
-    core::str::from_utf8(text)
-        .map(str::to_owned)
-        .map_err(|_| Malformed)
+fn owned(text: &[u8], bad: &mut bool) -> String {
+    match core::str::from_utf8(text) {
+        Ok(text) => text.to_owned(),
+        Err(_) => {
+            *bad = true;
+            String::new()
+        }
+    }
 }
 
 /// Decodes a whole request; trailing bytes are an error. The strings point
@@ -73,255 +81,352 @@ pub fn decode(bytes: &[u8]) -> Decoded<Request> {
 }
 
 fn decode_from(bytes: &[u8]) -> Decoded<Request> {
-    let mut reader = Reader { bytes };
-    let request = reader.request()?;
-    if reader.bytes.is_empty() {
-        Ok(request)
-    } else {
-        Err(Malformed)
+    let mut reader = Reader { bytes, bad: false };
+    let request = reader.request();
+    if reader.bad || !reader.bytes.is_empty() {
+        return Err(Malformed);
     }
+    Ok(request)
 }
 
+/// A LEB128 varint of up to ten bytes, and the bytes after it; `None`
+/// when the bytes end first or it runs past ten bytes. Out of line, and
+/// over the slice by value, so the inlined readers keep their state in
+/// locals.
+#[inline(never)]
+fn varint_long(mut bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        bytes = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((value, bytes));
+        }
+    }
+    None
+}
+
+/// A string's bytes and the bytes after them, for a length of any size;
+/// `None` when the bytes end first.
+#[inline(never)]
+fn long_string(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = varint_long(bytes)?;
+    rest.split_at_checked(usize::try_from(len).ok()?)
+}
+
+/// Reads values off the front of the bytes.
+///
+/// Errors are sticky rather than returned: a read that fails (bytes run
+/// out, a length exceeds what is left, an unknown case or enumerator)
+/// sets `bad`, empties the input and yields a placeholder, so every later
+/// read is cheap and empty, and `decode_from` refuses the whole request.
+/// That keeps a branch-and-return off every field of the hot path (this
+/// decoding is most of a policy's work on a typical request).
 struct Reader<'a> {
     bytes: &'a [u8],
+    bad: bool,
 }
 
 impl Reader<'_> {
-    #[inline]
-    fn byte(&mut self) -> Decoded<u8> {
-        let (&byte, rest) = self.bytes.split_first().ok_or(Malformed)?;
-        self.bytes = rest;
-        Ok(byte)
+    /// Marks the input malformed and drops what is left of it.
+    #[inline(always)]
+    fn fail(&mut self) {
+        self.bad = true;
+        self.bytes = &[];
+    }
+
+    #[inline(always)]
+    fn byte(&mut self) -> u8 {
+        if let Some((&byte, rest)) = self.bytes.split_first() {
+            self.bytes = rest;
+            return byte;
+        }
+        self.fail();
+        0
     }
 
     /// LEB128, at most ten bytes.
-    #[inline]
-    fn varint(&mut self) -> Decoded<u64> {
+    #[inline(always)]
+    fn varint(&mut self) -> u64 {
         // Nearly every length and tag fits in one byte.
         if let Some((&byte, rest)) = self.bytes.split_first()
             && byte < 0x80
         {
             self.bytes = rest;
-            return Ok(u64::from(byte));
+            return u64::from(byte);
         }
         self.varint_long()
     }
 
-    #[inline(never)]
-    fn varint_long(&mut self) -> Decoded<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.byte()?;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
+    #[inline(always)]
+    fn varint_long(&mut self) -> u64 {
+        match varint_long(self.bytes) {
+            Some((value, rest)) => {
+                self.bytes = rest;
+                value
+            }
+            None => {
+                self.fail();
+                0
             }
         }
-        Err(Malformed)
     }
 
-    fn u32(&mut self) -> Decoded<u32> {
-        u32::try_from(self.varint()?).map_err(|_| Malformed)
+    /// A case or enumerator index (a varint).
+    #[inline(always)]
+    fn tag(&mut self) -> u64 {
+        self.varint()
+    }
+
+    #[inline(always)]
+    fn u32(&mut self) -> u32 {
+        let value = self.varint();
+        u32::try_from(value).unwrap_or_else(|_| {
+            self.fail();
+            0
+        })
     }
 
     /// Zigzag.
-    fn s64(&mut self) -> Decoded<i64> {
-        let zigzag = self.varint()?;
-        let magnitude = i64::try_from(zigzag >> 1).map_err(|_| Malformed)?;
-        Ok(if zigzag & 1 == 0 {
+    #[inline(always)]
+    fn s64(&mut self) -> i64 {
+        let zigzag = self.varint();
+        // `zigzag >> 1` has its top bit clear, so it always fits.
+        let magnitude = (zigzag >> 1) as i64;
+        if zigzag & 1 == 0 {
             magnitude
         } else {
             -magnitude - 1
-        })
+        }
     }
 
     /// A length that cannot exceed the bytes left (every element takes at
     /// least one), so hostile lengths never cause huge allocations.
-    #[inline]
-    fn len(&mut self) -> Decoded<usize> {
-        let len = usize::try_from(self.varint()?).map_err(|_| Malformed)?;
-        if len > self.bytes.len() {
-            return Err(Malformed);
+    #[inline(always)]
+    fn len(&mut self) -> usize {
+        let len = self.varint();
+        match usize::try_from(len) {
+            Ok(len) if len <= self.bytes.len() => len,
+            _ => {
+                self.fail();
+                0
+            }
         }
-        Ok(len)
     }
 
-    #[inline]
-    fn string(&mut self) -> Decoded<String> {
-        let len = self.len()?;
-        let (text, rest) = self.bytes.split_at_checked(len).ok_or(Malformed)?;
-        self.bytes = rest;
-        owned(text)
+    #[inline(always)]
+    fn string(&mut self) -> String {
+        // Nearly every string is shorter than 128 bytes: a one-byte length.
+        if let Some((&len, rest)) = self.bytes.split_first()
+            && len < 0x80
+            && let Some((text, rest)) = rest.split_at_checked(usize::from(len))
+        {
+            self.bytes = rest;
+            return owned(text, &mut self.bad);
+        }
+        match long_string(self.bytes) {
+            Some((text, rest)) => {
+                self.bytes = rest;
+                owned(text, &mut self.bad)
+            }
+            None => {
+                self.fail();
+                String::new()
+            }
+        }
     }
 
-    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Decoded<T>) -> Decoded<Vec<T>> {
-        let len = self.len()?;
+    #[inline(always)]
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> T) -> Vec<T> {
+        let len = self.len();
         let mut items = Vec::with_capacity(len);
         for _ in 0..len {
-            items.push(item(self)?);
+            items.push(item(self));
         }
-        Ok(items)
+        items
     }
 
-    fn option<T>(&mut self, value: impl FnOnce(&mut Self) -> Decoded<T>) -> Decoded<Option<T>> {
-        match self.byte()? {
-            0 => Ok(None),
-            1 => value(self).map(Some),
-            _ => Err(Malformed),
+    #[inline(always)]
+    fn option<T>(&mut self, value: impl FnOnce(&mut Self) -> T) -> Option<T> {
+        match self.byte() {
+            0 => None,
+            1 => Some(value(self)),
+            _ => {
+                self.fail();
+                None
+            }
         }
     }
 
-    fn request(&mut self) -> Decoded<Request> {
-        Ok(Request {
-            operation: self.operation()?,
-            actor: self.actor()?,
-            account: self.account()?,
-            now: self.s64()?,
-        })
+    #[inline(always)]
+    fn request(&mut self) -> Request {
+        Request {
+            operation: self.operation(),
+            actor: self.actor(),
+            account: self.account(),
+            now: self.s64(),
+        }
     }
 
-    fn operation(&mut self) -> Decoded<Operation> {
-        Ok(match self.u32()? {
-            0 => Operation::SetSetting(self.setting()?),
+    #[inline(always)]
+    fn operation(&mut self) -> Operation {
+        match self.tag() {
+            0 => Operation::SetSetting(self.setting()),
             1 => Operation::Grant(GrantRequest {
-                environment: self.string()?,
-                scope: self.string()?,
-                expires_in: self.option(Self::string)?,
+                environment: self.string(),
+                scope: self.string(),
+                expires_in: self.option(Self::string),
             }),
             2 => Operation::Modify(ModifyRequest {
-                grant: self.string()?,
-                scope: self.option(Self::string)?,
-                expires_in: self.option(Self::string)?,
+                grant: self.string(),
+                scope: self.option(Self::string),
+                expires_in: self.option(Self::string),
             }),
-            3 => Operation::Revoke(self.string()?),
-            4 => Operation::Invite(self.string()?),
+            3 => Operation::Revoke(self.string()),
+            4 => Operation::Invite(self.string()),
             5 => Operation::CreateServiceAccount,
             6 => Operation::SetRights(SetRightsRequest {
-                service_account: self.string()?,
-                rights: self.string()?,
+                service_account: self.string(),
+                rights: self.string(),
             }),
-            7 => Operation::RemoveServiceAccount(self.string()?),
+            7 => Operation::RemoveServiceAccount(self.string()),
             8 => Operation::Act(Action {
-                name: self.string()?,
-                environment: self.option(Self::string)?,
-                integration: self.option(Self::string)?,
+                name: self.string(),
+                environment: self.option(Self::string),
+                integration: self.option(Self::string),
             }),
             9 => Operation::Custom(CustomRequest {
-                name: self.string()?,
-                params: self.string()?,
+                name: self.string(),
+                params: self.string(),
             }),
-            _ => return Err(Malformed),
-        })
+            _ => {
+                self.fail();
+                Operation::CreateServiceAccount
+            }
+        }
     }
 
-    fn actor(&mut self) -> Decoded<Actor> {
-        Ok(match self.u32()? {
-            0 => Actor::User(self.string()?),
-            1 => Actor::Agent(self.string()?),
-            _ => return Err(Malformed),
-        })
+    #[inline(always)]
+    fn actor(&mut self) -> Actor {
+        match self.tag() {
+            0 => Actor::User(self.string()),
+            1 => Actor::Agent(self.string()),
+            _ => {
+                self.fail();
+                Actor::User(String::new())
+            }
+        }
     }
 
-    fn setting(&mut self) -> Decoded<Setting> {
-        Ok(Setting {
-            key: self.string()?,
-            value: self.string()?,
-        })
+    #[inline(always)]
+    fn setting(&mut self) -> Setting {
+        Setting {
+            key: self.string(),
+            value: self.string(),
+        }
     }
 
-    fn account(&mut self) -> Decoded<Account> {
-        Ok(Account {
-            id: self.string()?,
-            policy: self.string()?,
-            plan: match self.u32()? {
+    #[inline(always)]
+    fn account(&mut self) -> Account {
+        Account {
+            id: self.string(),
+            policy: self.string(),
+            plan: match self.tag() {
                 0 => Plan::Free,
                 1 => Plan::Trial,
                 2 => Plan::Paid,
-                _ => return Err(Malformed),
+                _ => {
+                    self.fail();
+                    Plan::Free
+                }
             },
-            environments: self.list(Self::environment)?,
-            settings: self.list(Self::setting)?,
-            seat_limit: self.option(Self::u32)?,
-            users: self.list(Self::user)?,
-            grants: self.list(Self::grant)?,
-            service_accounts: self.list(Self::service_account)?,
-            invitations: self.list(Self::invitation)?,
-            entries: self.list(|r| {
-                Ok(Entry {
-                    key: r.string()?,
-                    value: r.string()?,
-                })
-            })?,
-        })
+            environments: self.list(Self::environment),
+            settings: self.list(Self::setting),
+            seat_limit: self.option(Self::u32),
+            users: self.list(Self::user),
+            grants: self.list(Self::grant),
+            service_accounts: self.list(Self::service_account),
+            invitations: self.list(Self::invitation),
+            entries: self.list(|r| Entry {
+                key: r.string(),
+                value: r.string(),
+            }),
+        }
     }
 
-    fn environment(&mut self) -> Decoded<Environment> {
-        Ok(Environment {
-            id: self.string()?,
-            kind: match self.u32()? {
+    #[inline(always)]
+    fn environment(&mut self) -> Environment {
+        Environment {
+            id: self.string(),
+            kind: match self.tag() {
                 0 => EnvironmentKind::Production,
                 1 => EnvironmentKind::Sandbox,
-                _ => return Err(Malformed),
+                _ => {
+                    self.fail();
+                    EnvironmentKind::Production
+                }
             },
-            integrations: self.list(Self::string)?,
-        })
+            integrations: self.list(Self::string),
+        }
     }
 
-    fn user(&mut self) -> Decoded<User> {
-        Ok(User {
-            id: self.string()?,
-            email: self.string()?,
-            role: self.string()?,
-            access: self.list(|r| {
-                Ok(AccessEntry {
-                    integration: r.string()?,
-                    level: r.string()?,
-                })
-            })?,
-            rights: self.list(Self::string)?,
-        })
+    #[inline(always)]
+    fn user(&mut self) -> User {
+        User {
+            id: self.string(),
+            email: self.string(),
+            role: self.string(),
+            access: self.list(|r| AccessEntry {
+                integration: r.string(),
+                level: r.string(),
+            }),
+            rights: self.list(Self::string),
+        }
     }
 
-    fn grant(&mut self) -> Decoded<Grant> {
-        Ok(Grant {
-            id: self.string()?,
-            environment: self.string()?,
-            granted_by: self.string()?,
-            grantee: self.option(Self::string)?,
-            scope: self.string()?,
-            expires_at: self.option(Self::s64)?,
-            created_at: self.s64()?,
-            metadata: self.string()?,
-        })
+    #[inline(always)]
+    fn grant(&mut self) -> Grant {
+        Grant {
+            id: self.string(),
+            environment: self.string(),
+            granted_by: self.string(),
+            grantee: self.option(Self::string),
+            scope: self.string(),
+            expires_at: self.option(Self::s64),
+            created_at: self.s64(),
+            metadata: self.string(),
+        }
     }
 
-    fn service_account(&mut self) -> Decoded<ServiceAccount> {
-        Ok(ServiceAccount {
-            id: self.string()?,
-            agent_email: self.string()?,
-            rights: self.list(Self::string)?,
-            origin: self.origin()?,
-            description: self.string()?,
-            created_by: self.actor()?,
-            created_at: self.s64()?,
-        })
+    #[inline(always)]
+    fn service_account(&mut self) -> ServiceAccount {
+        ServiceAccount {
+            id: self.string(),
+            agent_email: self.string(),
+            rights: self.list(Self::string),
+            origin: match self.tag() {
+                0 => Origin::Consent,
+                1 => Origin::Invite,
+                _ => {
+                    self.fail();
+                    Origin::Consent
+                }
+            },
+            description: self.string(),
+            created_by: self.actor(),
+            created_at: self.s64(),
+        }
     }
 
-    fn origin(&mut self) -> Decoded<Origin> {
-        Ok(match self.u32()? {
-            0 => Origin::Consent,
-            1 => Origin::Invite,
-            _ => return Err(Malformed),
-        })
-    }
-
-    fn invitation(&mut self) -> Decoded<Invitation> {
-        Ok(Invitation {
-            id: self.string()?,
-            email: self.string()?,
-            invited_by: self.actor()?,
-            created_at: self.s64()?,
-        })
+    #[inline(always)]
+    fn invitation(&mut self) -> Invitation {
+        Invitation {
+            id: self.string(),
+            email: self.string(),
+            invited_by: self.actor(),
+            created_at: self.s64(),
+        }
     }
 }
 
