@@ -52,14 +52,23 @@ fn build_wasm_packages(
         command.args(["-p", package]);
     }
     scrub_environment(&mut command);
-    // A small shadow stack keeps the instance's linear memory (and so the
-    // per-evaluation reset cost) small; deep recursion traps cleanly.
-    let stack = std::env::var("CHAPERONE_POLICY_STACK").unwrap_or_else(|_| "262144".into());
+    // A small shadow stack and initial memory keep the instance's linear
+    // memory, and with it the per-evaluation reset (the host scans it for
+    // dirty pages), small. Rust on wasm32 keeps only address-taken locals on
+    // this stack, so 64 KiB is deep; overflowing it traps cleanly. The
+    // initial memory leaves room above the stack for the module's data and
+    // a Celigo-sized evaluation's heap, so the bump allocator rarely grows
+    // memory (growing costs an `mprotect`).
+    let stack: usize = match std::env::var("CHAPERONE_POLICY_STACK") {
+        Ok(text) => text
+            .parse()
+            .map_err(|_| format!("CHAPERONE_POLICY_STACK=`{text}` is not a number of bytes"))?,
+        Err(_) => 64 << 10,
+    };
+    let initial = (stack + (128 << 10)).next_multiple_of(64 << 10);
     command.env(
         "CARGO_ENCODED_RUSTFLAGS",
-        // Initial memory with room for a whole evaluation's heap, so the
-        // bump allocator never grows memory (growing costs an mprotect).
-        format!("-Clink-arg=-zstack-size={stack}\x1f-Clink-arg=--initial-memory=1048576"),
+        format!("-Clink-arg=-zstack-size={stack}\x1f-Clink-arg=--initial-memory={initial}"),
     );
     let status = command
         .status()
