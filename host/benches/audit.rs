@@ -35,6 +35,10 @@ use chaperone::store::{
 };
 use serde_json::json;
 
+/// The allocator the `chaperone` binary uses (see `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// CPU seconds (user + system) used so far by this process, or by its
 /// threads with this name, from `/proc` (Linux; `None` elsewhere).
 fn cpu_seconds(thread_name: Option<&str>) -> Option<f64> {

@@ -12,6 +12,10 @@ use chaperone::probe::sample_request;
 use chaperone::runtime::wit::OperationKind;
 use chaperone::runtime::{EntryPoint, Limits, Runtime};
 
+/// The allocator the `chaperone` binary uses (see `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WARMUP: usize = 2_000;
 const SAMPLES: usize = 50_000;
 

@@ -13,6 +13,10 @@ use std::time::Instant;
 use chaperone::service::{Host, HostOptions, ParsedRequest, parse_request};
 use serde_json::{Value, json};
 
+/// The allocator the `chaperone` binary uses (see `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const START: i64 = 1_767_258_000_000; // 2026-01-01T09:00:00Z
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

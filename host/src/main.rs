@@ -8,6 +8,12 @@ use clap::Parser;
 
 mod cli;
 
+/// mimalloc rather than the system allocator: every evaluation allocates and
+/// frees the store, the instance's bookkeeping and the decision, and this
+/// cuts their share of an evaluation by about half (see the evaluate bench).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CHAPERONE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
