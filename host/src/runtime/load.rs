@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 
+use wasmparser::component_types::ComponentEntityType;
+use wasmparser::types::Types;
 use wasmparser::{Parser, Payload, Validator, WasmFeatures};
 
 use super::LoadError;
@@ -40,7 +42,7 @@ pub fn survey(bytes: &[u8]) -> Result<(ModuleFormat, Vec<String>, Vec<String>), 
     if !bytes.starts_with(b"\0asm") {
         return Err(LoadError::NotWasm);
     }
-    Validator::new_with_features(WasmFeatures::all())
+    let types = Validator::new_with_features(WasmFeatures::all())
         .validate_all(bytes)
         .map_err(|e| LoadError::Invalid(e.to_string()))?;
     let mut imports = Vec::new();
@@ -75,7 +77,9 @@ pub fn survey(bytes: &[u8]) -> Result<(ModuleFormat, Vec<String>, Vec<String>), 
             Payload::ComponentImportSection(reader) if depth == 1 => {
                 for import in reader {
                     let import = import.map_err(|e| LoadError::Invalid(e.to_string()))?;
-                    imports.push(import.name.name.to_string());
+                    if !names_types_only(&types, import.name.name) {
+                        imports.push(import.name.name.to_string());
+                    }
                 }
             }
             Payload::ComponentExportSection(reader) if depth == 1 => {
@@ -89,6 +93,25 @@ pub fn survey(bytes: &[u8]) -> Result<(ModuleFormat, Vec<String>, Vec<String>), 
     }
     let format = format.ok_or_else(|| LoadError::Invalid("no version header".into()))?;
     Ok((format, imports, exports))
+}
+
+/// Whether a component import only names types: a type, or an instance
+/// with exports, all of them types. A component whose exports use types of an
+/// interface imports them so (what wit-component makes of the `policy`
+/// world's `use types.{...}`); such an import links nothing and gives the
+/// module no capability, so it does not count as an import.
+fn names_types_only(types: &Types, name: &str) -> bool {
+    match types.component_item_for_import(name).map(|item| &item.ty) {
+        Some(ComponentEntityType::Type { .. }) => true,
+        Some(ComponentEntityType::Instance(id)) => {
+            let exports = &types[*id].exports;
+            !exports.is_empty()
+                && exports
+                    .values()
+                    .all(|item| matches!(item.ty, ComponentEntityType::Type { .. }))
+        }
+        _ => false,
+    }
 }
 
 /// Runs every static check and produces the component to compile.
