@@ -11,10 +11,13 @@
 //! ```
 //!
 //! Modules built with the SDK also export `evaluate-packed`, which takes the
-//! request as one byte string (its postcard encoding): passing the typed
-//! `request` makes the canonical ABI call into the module once per string
-//! and list of the snapshot, which cost more than the rest of an evaluation.
-//! Both entries must decide identically (`policy check` probes it).
+//! request and returns the decision as byte strings (their postcard
+//! encodings): passing the typed `request` makes the canonical ABI call into
+//! the module once per string and list of the snapshot, which cost more than
+//! the rest of an evaluation. Both entries must decide identically (`policy
+//! check` probes it). For a core module the host componentized itself, it
+//! calls the core module's `evaluate-packed` directly (`core.rs`): the
+//! component layer around one core instance is pure overhead there.
 //!
 //! `CHAPERONE_PERFMAP=1` makes the engine write `/tmp/perf-PID.map`, so that
 //! `perf report` names the modules' functions.
@@ -37,6 +40,7 @@ use wasmtime::{
 
 mod bindings;
 mod contract;
+mod core;
 mod error;
 mod load;
 mod packed;
@@ -135,6 +139,7 @@ impl fmt::Debug for Runtime {
 struct Inner {
     engine: Engine,
     linker: Linker<Sandbox>,
+    core_linker: wasmtime::Linker<Sandbox>,
     limits: Limits,
     modules: RwLock<HashMap<ModuleDigest, Arc<PolicyModule>>>,
     _ticker: Ticker,
@@ -151,6 +156,9 @@ pub struct PolicyModule {
     pre: bindings::PolicyPre<Sandbox>,
     /// `evaluate-packed`, when the module exports it (checked at load).
     packed: Option<ComponentExportIndex>,
+    /// The same export called on the core module directly, for a core
+    /// module the host componentized (see `core`).
+    core: Option<core::CoreEntry>,
 }
 
 impl fmt::Debug for PolicyModule {
@@ -210,10 +218,16 @@ impl PolicyModule {
     pub fn packed(&self) -> bool {
         self.packed.is_some()
     }
+
+    /// Whether the host calls `evaluate-packed` on the core module directly
+    /// (a core module it componentized itself).
+    pub fn direct(&self) -> bool {
+        self.core.is_some()
+    }
 }
 
 /// `evaluate-packed`'s type, checked once at load.
-type PackedFunc = TypedFunc<(Vec<u8>,), (wit::Decision,)>;
+type PackedFunc = TypedFunc<(Vec<u8>,), (Vec<u8>,)>;
 
 /// How to hand a request to a module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,11 +275,13 @@ impl Runtime {
         }
         let engine = Engine::new(&config).map_err(|e| RuntimeError(format!("{e:#}")))?;
         let linker = Linker::new(&engine);
+        let core_linker = wasmtime::Linker::new(&engine);
         let ticker = Ticker::start(engine.clone());
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
                 linker,
+                core_linker,
                 limits,
                 modules: RwLock::new(HashMap::new()),
                 _ticker: ticker,
@@ -299,6 +315,12 @@ impl Runtime {
         let pre = bindings::PolicyPre::new(instance_pre)
             .map_err(|e| LoadError::Interface(format!("{e:#}")))?;
         let description = self.describe(&pre, packed.as_ref())?;
+        let core = match (checked.format, &packed) {
+            (ModuleFormat::CoreModule, Some(_)) => {
+                core::CoreEntry::new(&self.inner.engine, &self.inner.core_linker, bytes)?
+            }
+            _ => None,
+        };
         contract::check_description(&description).map_err(LoadError::BadDescription)?;
         tracing::debug!(vendor = %description.vendor, version = %description.version, "loaded");
         let module = Arc::new(PolicyModule {
@@ -310,6 +332,7 @@ impl Runtime {
             description,
             pre,
             packed,
+            core,
         });
         let mut modules = self
             .inner
@@ -355,28 +378,45 @@ impl Runtime {
         );
         let _enter = span.enter();
         let started = Instant::now();
-        let packed = match (entry, &module.packed) {
-            (EntryPoint::Fastest, Some(index)) => Some((index, packed::encode(request))),
+        let packed = match entry {
+            EntryPoint::Fastest if module.packed.is_some() => Some(packed::encode(request)),
             _ => None,
         };
         let mut store = self.store()?;
-        let instance = module
-            .pre
-            .instance_pre()
-            .instantiate(&mut store)
-            .map_err(|e| self.classify(&store, e, true))?;
-        let called = match packed {
-            Some((index, bytes)) => {
-                let func = packed_func(&mut store, &instance, index)?;
-                func.call(&mut store, (bytes,)).map(|(decision,)| decision)
+        let called = match (packed, &module.core, &module.packed) {
+            (Some(bytes), Some(core), _) => {
+                let call = core
+                    .instantiate(&mut store)
+                    .map_err(|e| self.classify(&store, e, true))?;
+                call.call(&mut store, &bytes).map(Output::Packed)
             }
-            None => bindings::Policy::new(&mut store, &instance)
-                .and_then(|policy| policy.call_evaluate(&mut store, request)),
+            (packed, _, index) => {
+                let instance = module
+                    .pre
+                    .instance_pre()
+                    .instantiate(&mut store)
+                    .map_err(|e| self.classify(&store, e, true))?;
+                match (packed, index) {
+                    (Some(bytes), Some(index)) => {
+                        let func = packed_func(&mut store, &instance, index)?;
+                        func.call(&mut store, (bytes,))
+                            .map(|(bytes,)| Output::Packed(bytes))
+                    }
+                    _ => bindings::Policy::new(&mut store, &instance)
+                        .and_then(|policy| policy.call_evaluate(&mut store, request))
+                        .map(Output::Typed),
+                }
+            }
         };
         let decided = called.map_err(|e| self.classify(&store, e, false));
         let fuel_used = self.fuel_used(&store);
         drop(store);
-        let decision = decided?;
+        let decision = match decided? {
+            Output::Typed(decision) => decision,
+            Output::Packed(bytes) => {
+                packed::decode_decision(&bytes).map_err(EvalError::BadOutput)?
+            }
+        };
         span.record("fuel_used", fuel_used);
         contract::check_decision(&decision, request).map_err(EvalError::Contract)?;
         Ok(Evaluation {
@@ -450,6 +490,12 @@ impl Runtime {
             None => EvalError::BadOutput(format!("{error:#}")),
         }
     }
+}
+
+/// What a module returned, by entry point.
+enum Output {
+    Typed(wit::Decision),
+    Packed(Vec<u8>),
 }
 
 /// `evaluate-packed` of a fresh instance, without type-checking it again.

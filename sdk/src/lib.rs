@@ -138,8 +138,8 @@ pub trait Policy {
 }
 
 /// Exports a type implementing [`Policy`] as the module's `describe`,
-/// `evaluate` and `evaluate-packed` (the same decision, with the request
-/// passed as one byte string: much cheaper to hand to the module).
+/// `evaluate` and `evaluate-packed` (the same decision, with the request and
+/// the decision passed as byte strings: much cheaper to hand across).
 ///
 /// ```text
 /// chaperone_sdk::export_policy!(MyPolicy);
@@ -161,11 +161,11 @@ macro_rules! export_policy {
                     decision
                 }
 
-                fn evaluate_packed(request: ::std::vec::Vec<u8>) -> $crate::Decision {
+                fn evaluate_packed(request: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
                     let request = $crate::unpack(request);
                     let decision = <$policy as $crate::Policy>::evaluate(&request);
                     $crate::discard(request);
-                    decision
+                    $crate::pack(decision)
                 }
             }
 
@@ -186,6 +186,16 @@ pub fn discard(request: Request) {
     core::mem::forget(request);
     #[cfg(not(all(target_arch = "wasm32", feature = "bump-allocator")))]
     drop(request);
+}
+
+/// Encodes a decision as `evaluate-packed` returns it (its postcard
+/// encoding).
+#[doc(hidden)]
+pub fn pack(decision: Decision) -> Vec<u8> {
+    let packed = packed::decision::encode(&decision);
+    #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+    core::mem::forget(decision);
+    packed
 }
 
 /// Decodes a request passed to `evaluate-packed` (its postcard encoding).

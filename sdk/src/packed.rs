@@ -7,6 +7,8 @@
 //! most of what an evaluation does. `unpack` must agree with postcard's
 //! encoder; the tests check it on requests using every case.
 
+pub mod decision;
+
 use crate::{
     AccessEntry, Account, Action, Actor, CustomRequest, Entry, Environment, EnvironmentKind, Grant,
     GrantRequest, Invitation, ModifyRequest, Operation, Origin, Plan, Request, ServiceAccount,

@@ -190,12 +190,18 @@ fn any_other_import_is_refused() {
 
 #[test]
 fn a_component_import_is_refused() {
-    let bytes = wat(r#"(component (import "wasi:clocks/wall-clock@0.2.0" (instance)))"#);
-    let error = load_error(&bytes);
-    assert!(
-        matches!(&error, LoadError::Imports(i) if i == &["wasi:clocks/wall-clock@0.2.0"]),
-        "{error}"
-    );
+    for text in [
+        r#"(component (import "wasi:clocks/wall-clock@0.2.0" (instance)))"#,
+        r#"(component (import "wasi:clocks/wall-clock@0.2.0"
+            (instance (type u64) (export "now" (func (result u64))))))"#,
+        r#"(component (import "now" (func (result u64))))"#,
+    ] {
+        let error = load_error(&wat(text));
+        assert!(
+            matches!(&error, LoadError::Imports(i) if i.len() == 1),
+            "{text}: {error}"
+        );
+    }
 }
 
 #[test]
@@ -223,24 +229,14 @@ fn a_component_missing_the_exports_is_refused() {
 /// `list<u8>` is refused there.
 #[test]
 fn an_evaluate_packed_of_the_wrong_type_is_refused() {
-    let mut wit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../sdk/wit/policy.wit"
-    ))
-    .unwrap_or_else(|e| unreachable!("the WIT package: {e}"));
-    wit.push_str(
-        "world bad-packed {
+    let (resolve, world) = wit_with(
+        "world extra {
             use types.{request, decision, description};
             export describe: func() -> description;
             export evaluate: func(request: request) -> decision;
             export evaluate-packed: func(request: string) -> decision;
         }",
     );
-    let mut resolve = wit_parser::Resolve::default();
-    let world = resolve
-        .push_str("policy.wit", &wit)
-        .and_then(|package| resolve.select_world(&[package], Some("bad-packed")))
-        .unwrap_or_else(|e| unreachable!("{e:#}"));
     // A core module with exactly the world's exports (each traps), carrying
     // the world as its component type, as wit-bindgen would emit it.
     let mut module = wit_component::dummy_module(
@@ -329,6 +325,10 @@ fn the_packed_and_typed_entry_points_decide_identically() {
             .load(&bytes)
             .unwrap_or_else(|e| unreachable!("{vendor}: {e}"));
         assert!(module.packed(), "{vendor} exports evaluate-packed");
+        assert!(
+            module.direct(),
+            "{vendor} is a core module, called directly"
+        );
         let description = module.description().clone();
         let customs = description
             .custom_operations
@@ -364,6 +364,164 @@ fn the_packed_and_typed_entry_points_decide_identically() {
         }
     }
     assert!(compared >= 40, "{compared} comparisons");
+}
+
+/// The WIT package with one more world, named `extra`, appended.
+fn wit_with(world: &str) -> (wit_parser::Resolve, wit_parser::WorldId) {
+    let mut wit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sdk/wit/policy.wit"
+    ))
+    .unwrap_or_else(|e| unreachable!("the WIT package: {e}"));
+    wit.push_str(world);
+    let mut resolve = wit_parser::Resolve::default();
+    let world = resolve
+        .push_str("policy.wit", &wit)
+        .and_then(|package| resolve.select_world(&[package], Some("extra")))
+        .unwrap_or_else(|e| unreachable!("{e:#}"));
+    (resolve, world)
+}
+
+/// A hand-written core module for world `sdk-policy` (as wit-bindgen
+/// would emit it, with its component type) whose `describe` works and
+/// whose `evaluate-packed` returns `returned`, a pointer into `data` (laid
+/// out from address 1024).
+fn core_module_returning(returned: u32, data: &[u8]) -> Vec<u8> {
+    let escaped: String = data.iter().map(|b| format!("\\{b:02x}")).collect();
+    // `describe` returns a pointer to (vendor, version, operations,
+    // custom operations), each a (pointer, length) pair: "evil", "1.0.0",
+    // [act].
+    let mut module = wat(&format!(
+        r#"(module
+            (memory (export "memory") 1)
+            (data (i32.const 16) "evil")
+            (data (i32.const 32) "1.0.0")
+            (data (i32.const 48) "\08")
+            (data (i32.const 64) "\10\00\00\00\04\00\00\00\20\00\00\00\05\00\00\00\30\00\00\00\01\00\00\00\00\00\00\00\00\00\00\00")
+            (data (i32.const 1024) "{escaped}")
+            (func (export "describe") (result i32) i32.const 64)
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 8192)
+            (func (export "evaluate") (param i32) (result i32) unreachable)
+            (func (export "evaluate-packed") (param i32 i32) (result i32) i32.const {returned}))"#
+    ));
+    let (resolve, world) = wit_with(
+        "world extra {
+            use types.{request, decision, description};
+            export describe: func() -> description;
+            export evaluate: func(request: request) -> decision;
+            export evaluate-packed: func(request: list<u8>) -> list<u8>;
+        }",
+    );
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap_or_else(|e| unreachable!("{e:#}"));
+    module
+}
+
+/// A core module's `evaluate-packed` that breaks the canonical ABI or
+/// returns bytes that are not a decision gets a clear error each time,
+/// never a decision, and the host keeps working.
+#[test]
+fn a_direct_evaluate_packed_that_returns_garbage_is_refused() {
+    let runtime = runtime();
+    let pair = |ptr: u32, len: u32| [ptr.to_le_bytes(), len.to_le_bytes()].concat();
+    // A deny decided by rule "R" with message "m".
+    let deny = [1u8, 1, b'R', 1, b'm', 0, 0];
+    let cases: Vec<(&str, u32, Vec<u8>, &str)> = vec![
+        ("a misaligned pointer", 1026, vec![], "misaligned"),
+        (
+            "a pointer beyond memory",
+            0x7fff_fff0,
+            vec![],
+            "out of bounds",
+        ),
+        (
+            "a list beyond memory",
+            1024,
+            pair(65_000, 4096),
+            "out of bounds",
+        ),
+        (
+            "bytes that are not a decision",
+            1024,
+            [pair(1032, 3), vec![7, 7, 7]].concat(),
+            "not a decision",
+        ),
+        (
+            "bytes after the decision",
+            1024,
+            [pair(1032, 8), deny.to_vec(), vec![0]].concat(),
+            "after the decision",
+        ),
+    ];
+    for (what, returned, data, expected) in cases {
+        let module = runtime
+            .load(&core_module_returning(returned, &data))
+            .unwrap_or_else(|e| unreachable!("{what}: {e}"));
+        assert!(module.direct(), "{what}");
+        let error = runtime
+            .evaluate(&module, &act("read"))
+            .map(|e| e.decision)
+            .err();
+        assert!(
+            matches!(&error, Some(EvalError::BadOutput(m)) if m.contains(expected)),
+            "{what}: {error:?}"
+        );
+    }
+    // The same module layout returning a well-formed decision works.
+    let module = runtime
+        .load(&core_module_returning(
+            1024,
+            &[pair(1032, 7), deny.to_vec()].concat(),
+        ))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let decision = runtime
+        .evaluate(&module, &act("read"))
+        .unwrap_or_else(|e| unreachable!("{e}"))
+        .decision;
+    assert_eq!(
+        (decision.verdict, decision.rule.as_str()),
+        (Verdict::Deny, "R")
+    );
+    assert_good_module_works(&runtime);
+}
+
+/// A module loaded as a component (here, a built-in module componentized
+/// before loading) takes the component path to `evaluate-packed`, and
+/// decides as the same module loaded as a core module.
+#[test]
+fn a_component_decides_as_its_core_module_does() {
+    let runtime = runtime();
+    let component = wit_component::ComponentEncoder::default()
+        .module(builtin::CELIGO.bytes)
+        .and_then(|mut encoder| encoder.encode())
+        .unwrap_or_else(|e| unreachable!("{e:#}"));
+    let as_component = runtime
+        .load(&component)
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let as_core = runtime
+        .load(builtin::CELIGO.bytes)
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(as_component.packed() && !as_component.direct());
+    assert!(as_core.direct());
+    for kind in [
+        OperationKind::Act,
+        OperationKind::Grant,
+        OperationKind::Revoke,
+    ] {
+        let request = sample_request("celigo", kind, None);
+        let decide = |module| {
+            runtime
+                .evaluate(module, &request)
+                .map(|e| e.decision)
+                .unwrap_or_else(|e| unreachable!("{kind:?}: {e}"))
+        };
+        assert_eq!(decide(&as_component), decide(&as_core), "{kind:?}");
+    }
 }
 
 #[test]

@@ -8,13 +8,30 @@
 //! the SDK's decoder (`chaperone_sdk`'s `packed` module) is its mirror.
 
 use super::wit::{
-    Account, Actor, Environment, EnvironmentKind, Grant, Invitation, Operation, Origin, Plan,
-    Request, ServiceAccount, User,
+    Account, Actor, Decision, Environment, EnvironmentKind, Grant, Invitation, Operation, Origin,
+    Plan, Request, ServiceAccount, User,
 };
+
+/// Decodes what `evaluate-packed` returned: the postcard encoding of a
+/// `decision` and nothing after it (postcard's own decoder: it refuses
+/// lengths beyond the bytes before allocating).
+pub fn decode_decision(bytes: &[u8]) -> Result<Decision, String> {
+    match postcard::take_from_bytes::<Decision>(bytes) {
+        Ok((decision, [])) => Ok(decision),
+        Ok((_, rest)) => Err(format!(
+            "`evaluate-packed` returned {} bytes after the decision",
+            rest.len()
+        )),
+        Err(e) => Err(format!(
+            "`evaluate-packed` returned {} bytes that are not a decision: {e}",
+            bytes.len()
+        )),
+    }
+}
 
 /// The encoding of `request`.
 pub fn encode(request: &Request) -> Vec<u8> {
-    let mut out = Writer(Vec::with_capacity(1024));
+    let mut out = Writer(Vec::with_capacity(4096));
     out.request(request);
     out.0
 }

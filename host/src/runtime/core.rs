@@ -1,0 +1,204 @@
+//! The direct path to `evaluate-packed` for core modules built with the SDK.
+//!
+//! A core module carrying wit-bindgen's component-type section is turned
+//! into a component at load (for `describe`, and for `evaluate` with typed
+//! values). Its `evaluate-packed` takes and returns one `list<u8>`, whose
+//! canonical-ABI lowering is two `i32`s in and a pointer to two `i32`s out,
+//! so the host can as well call the core module's own export, without the
+//! component layer: one instance instead of a component instance around
+//! it, no per-evaluation lookup of every lifted export, no post-return call
+//! (the instance is thrown away anyway). The steps are the canonical ABI's
+//! for `func(list<u8>) -> list<u8>`: `cabi_realloc` for the argument, the
+//! call, then the result's pointer and length, checked against the memory.
+//!
+//! Only modules the host componentized itself take this path: for those,
+//! wit-component's conventions fix the core export names, and its encoder
+//! has checked their types against the WIT signature; load checks them
+//! again here.
+
+use wasmtime::{
+    Engine, ExternType, Func, InstancePre, Linker, Memory, Module, ModuleExport, Store, TypedFunc,
+    ValType,
+};
+
+use super::{LoadError, Sandbox};
+
+/// `cabi_realloc(old_ptr, old_len, align, new_len) -> ptr`.
+type Realloc = TypedFunc<(i32, i32, i32, i32), i32>;
+
+/// `evaluate-packed(ptr, len) -> pointer to (ptr, len)`.
+type Evaluate = TypedFunc<(i32, i32), i32>;
+
+/// A core module's `evaluate-packed`, ready to instantiate.
+pub(super) struct CoreEntry {
+    pre: InstancePre<Sandbox>,
+    memory: ModuleExport,
+    realloc: ModuleExport,
+    evaluate: ModuleExport,
+}
+
+impl CoreEntry {
+    /// Compiles the core module when it exports `evaluate-packed` with its
+    /// canonical-ABI type (`None` when it does not export it at all).
+    pub(super) fn new(
+        engine: &Engine,
+        linker: &Linker<Sandbox>,
+        bytes: &[u8],
+    ) -> Result<Option<Self>, LoadError> {
+        let module =
+            Module::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        if module.get_export("evaluate-packed").is_none() {
+            return Ok(None);
+        }
+        // `CoreEntry::instantiate` relies on these checks.
+        let i32s = |n: usize| vec![ValType::I32; n];
+        expect_func(&module, "evaluate-packed", &i32s(2), &i32s(1))?;
+        expect_func(&module, "cabi_realloc", &i32s(4), &i32s(1))?;
+        if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
+            return Err(LoadError::Interface(
+                "the core module exports `evaluate-packed` but no memory named `memory`".into(),
+            ));
+        }
+        let export = |name: &str| {
+            module
+                .get_export_index(name)
+                .ok_or_else(|| LoadError::Interface(format!("no export `{name}`")))
+        };
+        let (memory, realloc, evaluate) = (
+            export("memory")?,
+            export("cabi_realloc")?,
+            export("evaluate-packed")?,
+        );
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::Interface(format!("{e:#}")))?;
+        Ok(Some(CoreEntry {
+            pre,
+            memory,
+            realloc,
+            evaluate,
+        }))
+    }
+
+    /// Instantiates the module in `store` (fresh, as every evaluation is).
+    pub(super) fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<CoreCall> {
+        let instance = self.pre.instantiate(&mut *store)?;
+        let mut get = |export: &ModuleExport| instance.get_module_export(&mut *store, export);
+        let memory = get(&self.memory).and_then(|e| e.into_memory());
+        let realloc = get(&self.realloc).and_then(|e| e.into_func());
+        let evaluate = get(&self.evaluate).and_then(|e| e.into_func());
+        match (memory, realloc, evaluate) {
+            (Some(memory), Some(realloc), Some(evaluate)) => Ok(CoreCall {
+                memory,
+                realloc: typed_unchecked(store, realloc),
+                evaluate: typed_unchecked(store, evaluate),
+            }),
+            _ => Err(wasmtime::format_err!(
+                "the instance lacks an export its module has"
+            )),
+        }
+    }
+}
+
+/// One fresh instance's exports.
+pub(super) struct CoreCall {
+    memory: Memory,
+    realloc: Realloc,
+    evaluate: Evaluate,
+}
+
+/// A function export as a `TypedFunc`, without checking its type again.
+fn typed_unchecked<P, R>(store: &Store<Sandbox>, func: Func) -> TypedFunc<P, R>
+where
+    P: wasmtime::WasmParams,
+    R: wasmtime::WasmResults,
+{
+    // Checking the type looks it up in the engine's type registry on every
+    // evaluation; `CoreEntry::new` checked these exports of this module.
+    #[expect(unsafe_code, reason = "skips a type check done once at load")]
+    // SAFETY: `CoreEntry::new` made `expect_func` succeed for `cabi_realloc`
+    // (four `i32`s to one) and `evaluate-packed` (two `i32`s to one) on this
+    // module, every instance of a module has its module's export types, and
+    // the callers name exactly those types (`Realloc`, `Evaluate`).
+    unsafe {
+        TypedFunc::new_unchecked(store, func)
+    }
+}
+
+impl CoreCall {
+    /// Passes `request` to `evaluate-packed` and returns the bytes it
+    /// returned. Errors that are not traps mean the module broke the
+    /// canonical ABI (a pointer out of bounds or misaligned).
+    pub(super) fn call(
+        self,
+        store: &mut Store<Sandbox>,
+        request: &[u8],
+    ) -> wasmtime::Result<Vec<u8>> {
+        let len = i32::try_from(request.len())
+            .map_err(|_| wasmtime::format_err!("the request exceeds 4 GiB"))?;
+        let ptr = self.realloc.call(&mut *store, (0, 0, 1, len))?;
+        self.memory
+            .write(&mut *store, address(ptr), request)
+            .map_err(|_| {
+                wasmtime::format_err!("`cabi_realloc` returned {ptr:#x}, out of bounds")
+            })?;
+        let returned = self.evaluate.call(&mut *store, (ptr, len))?;
+        if returned % 4 != 0 {
+            return Err(wasmtime::format_err!(
+                "`evaluate-packed` returned a misaligned pointer {returned:#x}"
+            ));
+        }
+        let data = self.memory.data(&*store);
+        let words = address(returned)
+            .checked_add(8)
+            .and_then(|end| data.get(address(returned)..end))
+            .ok_or_else(|| {
+                wasmtime::format_err!("`evaluate-packed` returned {returned:#x}, out of bounds")
+            })?;
+        let (ptr, len) = words.split_at(4);
+        let word = |bytes: &[u8]| {
+            <[u8; 4]>::try_from(bytes).map_or(0, |b| {
+                usize::try_from(u32::from_le_bytes(b)).unwrap_or(usize::MAX)
+            })
+        };
+        let (ptr, len) = (word(ptr), word(len));
+        ptr.checked_add(len)
+            .and_then(|end| data.get(ptr..end))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| {
+                wasmtime::format_err!(
+                    "`evaluate-packed` returned {len} bytes at {ptr:#x}, out of bounds"
+                )
+            })
+    }
+}
+
+/// A wasm32 pointer as an offset into the memory.
+fn address(pointer: i32) -> usize {
+    // A wasm32 pointer is unsigned; `as u32` reinterprets its bits.
+    usize::try_from(pointer as u32).unwrap_or(usize::MAX)
+}
+
+fn expect_func(
+    module: &Module,
+    name: &str,
+    params: &[ValType],
+    results: &[ValType],
+) -> Result<(), LoadError> {
+    let matches = match module.get_export(name) {
+        Some(ExternType::Func(func)) => {
+            func.params().len() == params.len()
+                && func.results().len() == results.len()
+                && func.params().zip(params).all(|(a, b)| ValType::eq(&a, b))
+                && func.results().zip(results).all(|(a, b)| ValType::eq(&a, b))
+        }
+        _ => false,
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(LoadError::Interface(format!(
+            "the core module's `{name}` is not a function {params:?} -> {results:?}"
+        )))
+    }
+}
