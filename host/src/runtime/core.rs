@@ -17,17 +17,17 @@
 //! again here.
 
 use wasmtime::{
-    Engine, ExternType, Func, InstancePre, Linker, Memory, Module, ModuleExport, Store, TypedFunc,
+    Engine, ExternType, Func, InstancePre, Linker, Memory, Module, ModuleExport, Store, ValRaw,
     ValType,
 };
 
 use super::{LoadError, Sandbox};
 
 /// `cabi_realloc(old_ptr, old_len, align, new_len) -> ptr`.
-type Realloc = TypedFunc<(i32, i32, i32, i32), i32>;
+const REALLOC_PARAMS: usize = 4;
 
 /// `evaluate-packed(ptr, len) -> pointer to (ptr, len)`.
-type Evaluate = TypedFunc<(i32, i32), i32>;
+const EVALUATE_PARAMS: usize = 2;
 
 /// A core module's `evaluate-packed`, ready to instantiate.
 pub(super) struct CoreEntry {
@@ -50,10 +50,10 @@ impl CoreEntry {
         if module.get_export("evaluate-packed").is_none() {
             return Ok(None);
         }
-        // `CoreEntry::instantiate` relies on these checks.
+        // `call_i32` relies on these checks.
         let i32s = |n: usize| vec![ValType::I32; n];
-        expect_func(&module, "evaluate-packed", &i32s(2), &i32s(1))?;
-        expect_func(&module, "cabi_realloc", &i32s(4), &i32s(1))?;
+        expect_func(&module, "evaluate-packed", &i32s(EVALUATE_PARAMS), &i32s(1))?;
+        expect_func(&module, "cabi_realloc", &i32s(REALLOC_PARAMS), &i32s(1))?;
         if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
             return Err(LoadError::Interface(
                 "the core module exports `evaluate-packed` but no memory named `memory`".into(),
@@ -90,8 +90,8 @@ impl CoreEntry {
         match (memory, realloc, evaluate) {
             (Some(memory), Some(realloc), Some(evaluate)) => Ok(CoreCall {
                 memory,
-                realloc: typed_unchecked(store, realloc),
-                evaluate: typed_unchecked(store, evaluate),
+                realloc,
+                evaluate,
             }),
             _ => Err(wasmtime::format_err!(
                 "the instance lacks an export its module has"
@@ -103,26 +103,32 @@ impl CoreEntry {
 /// One fresh instance's exports.
 pub(super) struct CoreCall {
     memory: Memory,
-    realloc: Realloc,
-    evaluate: Evaluate,
+    realloc: Func,
+    evaluate: Func,
 }
 
-/// A function export as a `TypedFunc`, without checking its type again.
-fn typed_unchecked<P, R>(store: &Store<Sandbox>, func: Func) -> TypedFunc<P, R>
-where
-    P: wasmtime::WasmParams,
-    R: wasmtime::WasmResults,
-{
-    // Checking the type looks it up in the engine's type registry on every
-    // evaluation; `CoreEntry::new` checked these exports of this module.
+/// Calls `func`, one of the two exports `CoreEntry::new` checked, with
+/// `N` `i32` arguments and its one `i32` result.
+fn call_i32<const N: usize>(
+    store: &mut Store<Sandbox>,
+    func: &Func,
+    args: [i32; N],
+) -> wasmtime::Result<i32> {
+    // Through raw values rather than a `TypedFunc`: making one looks the
+    // function's type up in the engine's registry (and drops it again) on
+    // every evaluation, for a type load already checked.
+    let mut slots = args.map(ValRaw::i32);
     #[expect(unsafe_code, reason = "skips a type check done once at load")]
-    // SAFETY: `CoreEntry::new` made `expect_func` succeed for `cabi_realloc`
-    // (four `i32`s to one) and `evaluate-packed` (two `i32`s to one) on this
-    // module, every instance of a module has its module's export types, and
-    // the callers name exactly those types (`Realloc`, `Evaluate`).
+    // SAFETY: `func` is `cabi_realloc` or `evaluate-packed` of an instance
+    // of a module `CoreEntry::new` accepted, whose `expect_func` checks
+    // made sure it takes exactly `N` `i32`s (`REALLOC_PARAMS`,
+    // `EVALUATE_PARAMS`, the `N` its callers pass) and returns one `i32`:
+    // `slots` holds the parameters, has room for the result (N >= 1), holds
+    // no references, and the call is not made from inside another one.
     unsafe {
-        TypedFunc::new_unchecked(store, func)
+        func.call_unchecked(&mut *store, &raw mut slots)?;
     }
+    Ok(slots.first().map_or(0, ValRaw::get_i32))
 }
 
 impl CoreCall {
@@ -136,13 +142,13 @@ impl CoreCall {
     ) -> wasmtime::Result<Vec<u8>> {
         let len = i32::try_from(request.len())
             .map_err(|_| wasmtime::format_err!("the request exceeds 4 GiB"))?;
-        let ptr = self.realloc.call(&mut *store, (0, 0, 1, len))?;
+        let ptr = call_i32::<REALLOC_PARAMS>(store, &self.realloc, [0, 0, 1, len])?;
         self.memory
             .write(&mut *store, address(ptr), request)
             .map_err(|_| {
                 wasmtime::format_err!("`cabi_realloc` returned {ptr:#x}, out of bounds")
             })?;
-        let returned = self.evaluate.call(&mut *store, (ptr, len))?;
+        let returned = call_i32::<EVALUATE_PARAMS>(store, &self.evaluate, [ptr, len])?;
         if returned % 4 != 0 {
             return Err(wasmtime::format_err!(
                 "`evaluate-packed` returned a misaligned pointer {returned:#x}"
