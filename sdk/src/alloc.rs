@@ -36,6 +36,36 @@ impl Bump {
         }
     }
 
+    /// `alloc` when the block does not fit: sets the heap up on the first
+    /// allocation, grows memory when needed.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, layout: Layout) -> *mut u8 {
+        if self.end.get() == 0 && !self.grow_to(0) {
+            return core::ptr::null_mut();
+        }
+        match self.place(layout) {
+            Some((start, end)) if self.grow_to(end) => self.take(start, end),
+            _ => core::ptr::null_mut(),
+        }
+    }
+
+    /// Where a block would go: its start (aligned up from `next`) and end.
+    #[inline(always)]
+    fn place(&self, layout: Layout) -> Option<(usize, usize)> {
+        let align = layout.align();
+        let start = self.next.get().checked_add(align - 1)? & !(align - 1);
+        Some((start, start.checked_add(layout.size())?))
+    }
+
+    /// Hands out `start..end`.
+    #[inline(always)]
+    fn take(&self, start: usize, end: usize) -> *mut u8 {
+        self.next.set(end);
+        self.last.set(start);
+        start as *mut u8
+    }
+
     fn grow_to(&self, end: usize) -> bool {
         if self.end.get() == 0 {
             // The arena starts where the linker put the heap, and first
@@ -80,28 +110,15 @@ impl Default for Bump {
 // SAFETY: every block handed out lies inside linear memory the allocator
 // grew, is aligned as asked, and is never handed out twice while live.
 unsafe impl GlobalAlloc for Bump {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if self.end.get() == 0 && !self.grow_to(0) {
-            return core::ptr::null_mut();
+        // The common case, kept small enough to inline: the block fits below
+        // the current end (which is 0 before the first allocation, so that
+        // one takes the slow path and sets the heap up).
+        match self.place(layout) {
+            Some((start, end)) if end <= self.end.get() => self.take(start, end),
+            _ => self.alloc_slow(layout),
         }
-        let align = layout.align();
-        let Some(start) = self
-            .next
-            .get()
-            .checked_add(align - 1)
-            .map(|n| n & !(align - 1))
-        else {
-            return core::ptr::null_mut();
-        };
-        let Some(end) = start.checked_add(layout.size()) else {
-            return core::ptr::null_mut();
-        };
-        if !self.grow_to(end) {
-            return core::ptr::null_mut();
-        }
-        self.next.set(end);
-        self.last.set(start);
-        start as *mut u8
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
