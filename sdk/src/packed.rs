@@ -242,11 +242,8 @@ impl Reader<'_> {
     #[inline(always)]
     fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> T) -> Vec<T> {
         let len = self.len();
-        let mut items = Vec::with_capacity(len);
-        for _ in 0..len {
-            items.push(item(self));
-        }
-        items
+        // An exact-size iterator: one allocation, no capacity check per item.
+        (0..len).map(|_| item(self)).collect()
     }
 
     #[inline(always)]
