@@ -80,6 +80,19 @@
 //!   with [`json::parse`] and test integers with [`json::as_integer`].
 //! - Policies never read a clock: `now` is in the request, in milliseconds
 //!   since the Unix epoch (see [`time`]).
+//!
+//! # Cost
+//!
+//! Every evaluation runs in a fresh instance under a fuel budget, so what a
+//! policy does on its common paths is latency for every request:
+//!
+//! - The request is borrowed and never freed: keep references into it rather
+//!   than cloning it.
+//! - The first call through each function pointer in a fresh instance is a
+//!   call out to the host (the instance's table is filled lazily), and
+//!   `format!` makes several: on a hot path, build a message with
+//!   `["grant `", id, "` allows `", name, "`"].concat()` instead. `chaperone
+//!   policy check` reports the fuel each operation uses.
 
 #![deny(missing_docs)]
 
