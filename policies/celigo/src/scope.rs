@@ -61,6 +61,14 @@ impl Scope {
     /// Reads a scope document; the error says why it is not one. Whether
     /// its integrations exist is [`cel_level`]'s business.
     pub(crate) fn read(text: &str) -> Result<Scope, String> {
+        match read_normalized(text) {
+            Some(scope) => Ok(scope),
+            None => Scope::parse(text),
+        }
+    }
+
+    /// [`Scope::read`] through a full JSON parse.
+    fn parse(text: &str) -> Result<Scope, String> {
         let Some(Value::Object(map)) = json::parse(text) else {
             return Err(format!(
                 "scope `{text}` is neither `{{\"level\":\"admin\"}}` nor `{{\"integrations\":{{...}}}}`"
@@ -105,7 +113,7 @@ impl Scope {
     /// The scope as normalized JSON text.
     pub(crate) fn to_json(&self) -> String {
         match self {
-            Scope::Admin => r#"{"level":"admin"}"#.into(),
+            Scope::Admin => ADMIN.into(),
             Scope::Integrations(levels) => {
                 let mut inner = Map::new();
                 for (id, level) in levels {
@@ -117,6 +125,44 @@ impl Scope {
             }
         }
     }
+}
+
+/// The admin scope, as [`Scope::to_json`] writes it.
+const ADMIN: &str = r#"{"level":"admin"}"#;
+
+/// A scope as [`Scope::to_json`] writes it, which is what the grants this
+/// policy created hold: no whitespace, no escapes. `None` for any other
+/// text, which [`Scope::read`] then parses in full; for text this accepts,
+/// the full parse gives the same scope (the tests check it). Building a
+/// JSON tree for every grant an action is checked against was most of
+/// what deciding an action cost.
+fn read_normalized(text: &str) -> Option<Scope> {
+    if text == ADMIN {
+        return Some(Scope::Admin);
+    }
+    let mut rest = text
+        .strip_prefix(r#"{"integrations":{"#)?
+        .strip_suffix("}}")?;
+    let mut levels: Vec<(String, Level)> = Vec::new();
+    loop {
+        rest = rest.strip_prefix('"')?;
+        let (id, after) = rest.split_at(rest.find('"')?);
+        if id.bytes().any(|b| b == b'\\' || b < 0x20) || levels.iter().any(|(i, _)| i == id) {
+            return None;
+        }
+        let after = after.strip_prefix(r#"":""#)?;
+        let (level, after) = match after.strip_prefix(r#"monitor""#) {
+            Some(after) => (Level::Monitor, after),
+            None => (Level::Manage, after.strip_prefix(r#"manage""#)?),
+        };
+        levels.push((id.to_owned(), level));
+        if after.is_empty() {
+            break;
+        }
+        rest = after.strip_prefix(',')?;
+    }
+    levels.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(Scope::Integrations(levels))
 }
 
 /// The `integrations` member of a scope.
@@ -170,4 +216,56 @@ pub(crate) fn cel_level(text: &str, environment: &str, env: Option<&Environment>
         }
     }
     Ok(scope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Level, Scope, read_normalized};
+
+    /// Whatever the fast path accepts, the full parse reads the same way;
+    /// and it accepts everything `to_json` writes.
+    #[test]
+    fn the_fast_path_agrees_with_the_full_parse() {
+        let texts = [
+            r#"{"level":"admin"}"#,
+            r#"{"level": "admin"}"#,
+            r#"{"level":"monitor"}"#,
+            r#"{"integrations":{"a":"manage"}}"#,
+            r#"{"integrations":{"b":"monitor","a":"manage"}}"#,
+            r#"{"integrations":{"a":"manage","a":"monitor"}}"#,
+            r#"{"integrations":{"a\"b":"manage"}}"#,
+            r#"{"integrations":{"a,b":"manage","c:d":"monitor"}}"#,
+            r#"{"integrations":{"":"manage"}}"#,
+            r#"{"integrations":{}}"#,
+            r#"{"integrations":{"a":"admin"}}"#,
+            r#"{"integrations":{"a":"manage"}}}"#,
+            r#"{"integrations":{"a":"manage"},"level":"admin"}"#,
+            r#"{"integrations":{"a":"manage",}}"#,
+            r#"{"integrations":{"a":"manage""b":"monitor"}}"#,
+            r#"{"integrations":{"a":"manager"}}"#,
+            r#"{"integrations":{"a":"manage"}} "#,
+            "{\"integrations\":{\"a\u{1}\":\"manage\"}}",
+            r#"{}"#,
+            r#"null"#,
+            "",
+        ];
+        for text in texts {
+            if let Some(fast) = read_normalized(text) {
+                assert_eq!(Scope::parse(text), Ok(fast), "{text}");
+            }
+        }
+        let scopes = [
+            Scope::Admin,
+            Scope::Integrations(vec![("a".into(), Level::Manage)]),
+            Scope::Integrations(vec![
+                ("a,b".into(), Level::Monitor),
+                ("c:d".into(), Level::Manage),
+                ("shopify-sync".into(), Level::Monitor),
+            ]),
+        ];
+        for scope in scopes {
+            let text = scope.to_json();
+            assert_eq!(read_normalized(&text), Some(scope), "{text}");
+        }
+    }
 }
