@@ -244,13 +244,7 @@ fn an_evaluate_packed_of_the_wrong_type_is_refused() {
         world,
         wit_parser::ManglingAndAbi::Legacy(wit_parser::LiftLowerAbi::Sync),
     );
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .unwrap_or_else(|e| unreachable!("{e:#}"));
+    embed_world(&mut module, &resolve, world);
     let error = load_error(&module);
     assert!(
         matches!(&error, LoadError::Interface(m) if m.contains("`evaluate-packed`")),
@@ -382,6 +376,18 @@ fn wit_with(world: &str) -> (wit_parser::Resolve, wit_parser::WorldId) {
     (resolve, world)
 }
 
+/// Adds `world` to a core module as its component type, as wit-bindgen
+/// does.
+fn embed_world(module: &mut Vec<u8>, resolve: &wit_parser::Resolve, world: wit_parser::WorldId) {
+    wit_component::embed_component_metadata(
+        module,
+        resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap_or_else(|e| unreachable!("{e:#}"));
+}
+
 /// A hand-written core module for world `sdk-policy` (as wit-bindgen
 /// would emit it, with its component type) whose `describe` works and
 /// whose `evaluate-packed` returns `returned`, a pointer into `data` (laid
@@ -412,13 +418,7 @@ fn core_module_returning(returned: u32, data: &[u8]) -> Vec<u8> {
             export evaluate-packed: func(request: list<u8>) -> list<u8>;
         }",
     );
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .unwrap_or_else(|e| unreachable!("{e:#}"));
+    embed_world(&mut module, &resolve, world);
     module
 }
 
