@@ -315,13 +315,13 @@ impl Runtime {
         let pre = bindings::PolicyPre::new(instance_pre)
             .map_err(|e| LoadError::Interface(format!("{e:#}")))?;
         let description = self.describe(&pre, packed.as_ref())?;
+        contract::check_description(&description).map_err(LoadError::BadDescription)?;
         let core = match (checked.format, &packed) {
             (ModuleFormat::CoreModule, Some(_)) => {
                 core::CoreEntry::new(&self.inner.engine, &self.inner.core_linker, bytes)?
             }
             _ => None,
         };
-        contract::check_description(&description).map_err(LoadError::BadDescription)?;
         tracing::debug!(vendor = %description.vendor, version = %description.version, "loaded");
         let module = Arc::new(PolicyModule {
             digest,

@@ -195,6 +195,8 @@ fn a_component_import_is_refused() {
         r#"(component (import "wasi:clocks/wall-clock@0.2.0"
             (instance (type u64) (export "now" (func (result u64))))))"#,
         r#"(component (import "now" (func (result u64))))"#,
+        r#"(component (import "clock" (type (sub resource))))"#,
+        r#"(component (import "wasi:io/poll@0.2.0" (instance (export "pollable" (type (sub resource))))))"#,
     ] {
         let error = load_error(&wat(text));
         assert!(

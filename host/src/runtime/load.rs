@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use wasmparser::component_types::ComponentEntityType;
+use wasmparser::component_types::{ComponentAnyTypeId, ComponentEntityType};
 use wasmparser::types::Types;
 use wasmparser::{Parser, Payload, Validator, WasmFeatures};
 
@@ -96,21 +96,23 @@ pub fn survey(bytes: &[u8]) -> Result<(ModuleFormat, Vec<String>, Vec<String>), 
 }
 
 /// Whether a component import only names types: a type, or an instance
-/// with exports, all of them types. A component whose exports use types of an
+/// with exports, all of them types; resources excepted (the host would
+/// have to implement them). A component whose exports use types of an
 /// interface imports them so (what wit-component makes of the `policy`
 /// world's `use types.{...}`); such an import links nothing and gives the
 /// module no capability, so it does not count as an import.
 fn names_types_only(types: &Types, name: &str) -> bool {
+    let plain_type = |ty: &ComponentEntityType| {
+        matches!(ty, ComponentEntityType::Type { referenced, .. }
+            if !matches!(referenced, ComponentAnyTypeId::Resource(_)))
+    };
     match types.component_item_for_import(name).map(|item| &item.ty) {
-        Some(ComponentEntityType::Type { .. }) => true,
         Some(ComponentEntityType::Instance(id)) => {
             let exports = &types[*id].exports;
-            !exports.is_empty()
-                && exports
-                    .values()
-                    .all(|item| matches!(item.ty, ComponentEntityType::Type { .. }))
+            !exports.is_empty() && exports.values().all(|item| plain_type(&item.ty))
         }
-        _ => false,
+        Some(ty) => plain_type(ty),
+        None => false,
     }
 }
 
