@@ -303,18 +303,26 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+/// Opens a connection with `flags` (plus `NO_MUTEX`: each connection has
+/// one thread) and the settings every connection of the store shares.
+fn open_configured(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     let open = |source| StoreError::Open {
         path: path.to_owned(),
         source,
     };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(open)?;
+    let conn =
+        Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(open)?;
     configure(&conn).map_err(open)?;
-    conn.pragma_update(None, "query_only", "ON").map_err(open)?;
+    Ok(conn)
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open_configured(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.pragma_update(None, "query_only", "ON")
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
     Ok(conn)
 }
 
@@ -322,16 +330,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 /// passive checkpoints (they never block the writer or readers) until its
 /// channel closes.
 fn spawn_wal_checkpointer(path: &Path) -> Result<(Sender<()>, JoinHandle<()>), StoreError> {
-    let open = |source| StoreError::Open {
-        path: path.to_owned(),
-        source,
-    };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(open)?;
-    configure(&conn).map_err(open)?;
+    let conn = open_configured(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     let (stop, stopped) = mpsc::channel::<()>();
     let handle = std::thread::Builder::new()
         .name("store-wal".into())
@@ -371,14 +370,10 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let mut conn = Connection::open_with_flags(
+        let mut conn = open_configured(
             &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(open)?;
-        configure(&conn).map_err(open)?;
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
         conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
             .map_err(open)?;
         let mode: String = conn
