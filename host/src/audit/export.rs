@@ -380,14 +380,7 @@ pub fn verify_export(
         ));
     }
 
-    found.sort_by_key(|(seq, _)| *seq);
-    if let Some((seq, problem)) = found.into_iter().next() {
-        report.failures.push(Failure {
-            account: Some(account),
-            seq: Some(seq),
-            problem,
-        });
-    }
+    report.push_first_bad(account, found);
     Ok(report)
 }
 

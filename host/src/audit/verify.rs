@@ -273,6 +273,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// Records the earliest of `found`, the problems seen in `account`'s
+    /// chain by sequence number: a chain is reported at its first bad
+    /// record.
+    pub(crate) fn push_first_bad(&mut self, account: String, found: Vec<(Seq, Problem)>) {
+        if let Some((seq, problem)) = found.into_iter().min_by_key(|(seq, _)| *seq) {
+            self.failures.push(Failure {
+                account: Some(account),
+                seq: Some(seq),
+                problem,
+            });
+        }
+    }
+
     /// Whether everything verified.
     pub fn is_ok(&self) -> bool {
         self.failures.is_empty()
@@ -709,15 +722,8 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
         }
     }
 
-    for (account, mut found) in account_failures {
-        found.sort_by_key(|(seq, _)| *seq);
-        if let Some((seq, problem)) = found.into_iter().next() {
-            report.failures.push(Failure {
-                account: Some(account),
-                seq: Some(seq),
-                problem,
-            });
-        }
+    for (account, found) in account_failures {
+        report.push_first_bad(account, found);
     }
     Ok(report)
 }
