@@ -22,6 +22,13 @@ fn with_state_table(store: &Store) {
         .unwrap();
 }
 
+/// How many rows `test_state` holds.
+fn state_rows(store: &Store) -> i64 {
+    store
+        .read(|c| c.query_row("SELECT COUNT(*) FROM test_state", [], |row| row.get(0)))
+        .unwrap()
+}
+
 #[test]
 fn concurrent_appenders_get_contiguous_chains_and_state_in_step() {
     let fixture = Fixture::new();
@@ -118,9 +125,7 @@ fn a_failing_job_rolls_back_only_itself() {
             assert_eq!(head.unwrap().seq.get(), 1);
         }
     }
-    let rows: i64 = store
-        .read(|c| c.query_row("SELECT COUNT(*) FROM test_state", [], |row| row.get(0)))
-        .unwrap();
+    let rows = state_rows(&store);
     assert_eq!(rows, 8);
     assert!(store.verify(&Default::default()).unwrap().is_ok());
 }
@@ -135,9 +140,7 @@ fn a_change_without_an_audit_record_is_rolled_back() {
             .execute("INSERT INTO test_state (account, seq) VALUES ('x', 1)", [])
     });
     assert!(matches!(result, Err(WriteError::Unaudited)), "{result:?}");
-    let rows: i64 = store
-        .read(|c| c.query_row("SELECT COUNT(*) FROM test_state", [], |row| row.get(0)))
-        .unwrap();
+    let rows = state_rows(&store);
     assert_eq!(rows, 0);
 }
 
@@ -154,9 +157,7 @@ fn a_failed_append_fails_the_job_even_if_the_job_ignores_it() {
         Ok::<_, rusqlite::Error>(())
     });
     assert!(matches!(result, Err(WriteError::Unaudited)), "{result:?}");
-    let rows: i64 = store
-        .read(|c| c.query_row("SELECT COUNT(*) FROM test_state", [], |row| row.get(0)))
-        .unwrap();
+    let rows = state_rows(&store);
     assert_eq!(rows, 0);
 }
 
