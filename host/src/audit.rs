@@ -28,6 +28,60 @@
 
 use rusqlite::{Connection, params};
 
+/// Defines a 32-byte BLAKE3 hash type: built from bytes, a 32-byte slice or
+/// 64 hex digits (either case), shown as lowercase hex, compared in
+/// constant time, and debug-printed with its type's name. The chain and
+/// the Merkle tree each have one, so that neither is taken for the other.
+macro_rules! blake3_hash_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Eq)]
+        pub struct $name([u8; 32]);
+
+        impl $name {
+            /// The hash with these bytes.
+            pub const fn from_bytes(bytes: [u8; 32]) -> $name {
+                $name(bytes)
+            }
+
+            /// From exactly 32 bytes (a stored BLOB); `None` otherwise.
+            pub fn from_slice(bytes: &[u8]) -> Option<$name> {
+                <[u8; 32]>::try_from(bytes).ok().map($name)
+            }
+
+            /// From 64 hex digits (either case).
+            pub fn from_hex(text: &str) -> Option<$name> {
+                let mut bytes = [0u8; 32];
+                hex::decode_to_slice(text, &mut bytes).ok()?;
+                Some($name(bytes))
+            }
+
+            /// The 32 bytes.
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+
+            /// Lowercase hex, 64 digits.
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &$name) -> bool {
+                // blake3::Hash compares in constant time.
+                blake3::Hash::from_bytes(self.0) == blake3::Hash::from_bytes(other.0)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.to_hex())
+            }
+        }
+    };
+}
+
 pub mod chain;
 pub mod checkpoint;
 pub mod export;

@@ -62,52 +62,11 @@ impl serde::Serialize for Seq {
     }
 }
 
-/// The BLAKE3 hash of a chain after one of its records (or the genesis value
-/// before the first). Compared in constant time.
-#[derive(Clone, Copy, Eq)]
-pub struct ChainHash([u8; 32]);
-
-impl ChainHash {
-    /// The hash with these bytes.
-    pub const fn from_bytes(bytes: [u8; 32]) -> ChainHash {
-        ChainHash(bytes)
-    }
-
-    /// The hash stored in a BLOB; `None` unless it is exactly 32 bytes.
-    pub fn from_slice(bytes: &[u8]) -> Option<ChainHash> {
-        <[u8; 32]>::try_from(bytes).ok().map(ChainHash)
-    }
-
-    /// From 64 hex digits (either case).
-    pub fn from_hex(text: &str) -> Option<ChainHash> {
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text, &mut bytes).ok()?;
-        Some(ChainHash(bytes))
-    }
-
-    /// The 32 bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Lowercase hex, 64 digits.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-impl PartialEq for ChainHash {
-    fn eq(&self, other: &ChainHash) -> bool {
-        // blake3::Hash compares in constant time.
-        blake3::Hash::from_bytes(self.0) == blake3::Hash::from_bytes(other.0)
-    }
-}
-
-impl fmt::Debug for ChainHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChainHash({})", self.to_hex())
-    }
-}
+blake3_hash_type!(
+    /// The BLAKE3 hash of a chain after one of its records (or the genesis
+    /// value before the first). Compared in constant time.
+    ChainHash
+);
 
 impl fmt::Display for ChainHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

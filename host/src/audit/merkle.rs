@@ -2,59 +2,17 @@
 //! with BLAKE3 as the hash, so one account's head is proven by a short
 //! inclusion proof (`docs/audit-format.md`, "Merkle tree").
 
-use std::fmt;
-
 /// Prefix of a leaf hash: `BLAKE3(LEAF_PREFIX || leaf data)`.
 pub const LEAF_PREFIX: u8 = 0x00;
 
 /// Prefix of an interior node hash: `BLAKE3(NODE_PREFIX || left || right)`.
 pub const NODE_PREFIX: u8 = 0x01;
 
-/// A hash in the tree (a leaf, an interior node or the root). Compared in
-/// constant time.
-#[derive(Clone, Copy, Eq)]
-pub struct TreeHash([u8; 32]);
-
-impl TreeHash {
-    /// The hash with these bytes.
-    pub const fn from_bytes(bytes: [u8; 32]) -> TreeHash {
-        TreeHash(bytes)
-    }
-
-    /// From exactly 32 bytes.
-    pub fn from_slice(bytes: &[u8]) -> Option<TreeHash> {
-        <[u8; 32]>::try_from(bytes).ok().map(TreeHash)
-    }
-
-    /// From 64 hex digits.
-    pub fn from_hex(text: &str) -> Option<TreeHash> {
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text, &mut bytes).ok()?;
-        Some(TreeHash(bytes))
-    }
-
-    /// The 32 bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Lowercase hex.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-impl PartialEq for TreeHash {
-    fn eq(&self, other: &TreeHash) -> bool {
-        blake3::Hash::from_bytes(self.0) == blake3::Hash::from_bytes(other.0)
-    }
-}
-
-impl fmt::Debug for TreeHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TreeHash({})", self.to_hex())
-    }
-}
+blake3_hash_type!(
+    /// A hash in the tree (a leaf, an interior node or the root). Compared
+    /// in constant time.
+    TreeHash
+);
 
 /// A leaf's position in the tree, from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
