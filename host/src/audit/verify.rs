@@ -5,7 +5,7 @@
 //! - the fast path checks each record against its predecessor's stored hash,
 //!   so any range of records can be checked on its own; ranges run in
 //!   parallel on every core;
-//! - the reference path ([`check_chain`]) walks one chain in order and, at
+//! - the reference path (`check_chain`) walks one chain in order and, at
 //!   the first bad record, tells what is wrong with it. It runs on every
 //!   chain the fast path rejects (or on every chain, with
 //!   [`VerifyOptions::sequential`]).
