@@ -48,21 +48,21 @@ pub(super) fn run(scenario: &Scenario, host: &Host) -> Result<(), (usize, Failur
     Ok(())
 }
 
+/// Parses a step's request as the host would; a request the host cannot
+/// read is the scenario's fault, named by the field that is wrong.
+fn parse(step: &Step, request: &Value) -> Result<ParsedRequest, Failure> {
+    parse_request(request)
+        .map_err(|shape| Failure::scenario(Some(step), Some(&shape.field), shape.problem))
+}
+
 impl Run<'_> {
     fn state(&mut self, step: &Step) -> Result<(), Failure> {
-        let state = match parse_request(&step.request) {
-            Ok(ParsedRequest::State(state)) => state,
-            Ok(ParsedRequest::Operation(_)) => {
+        let state = match parse(step, &step.request)? {
+            ParsedRequest::State(state) => state,
+            ParsedRequest::Operation(_) => {
                 return Err(Failure::host(
                     Some(step),
                     "the host took a state step for an operation",
-                ));
-            }
-            Err(shape) => {
-                return Err(Failure::scenario(
-                    Some(step),
-                    Some(&shape.field),
-                    shape.problem,
                 ));
             }
         };
@@ -85,19 +85,12 @@ impl Run<'_> {
                 fields.insert(reference.field.to_string(), Value::String(id));
             }
         }
-        let operation = match parse_request(&request) {
-            Ok(ParsedRequest::Operation(operation)) => operation,
-            Ok(ParsedRequest::State(_)) => {
+        let operation = match parse(step, &request)? {
+            ParsedRequest::Operation(operation) => operation,
+            ParsedRequest::State(_) => {
                 return Err(Failure::host(
                     Some(step),
                     "the host took an operation for a state step",
-                ));
-            }
-            Err(shape) => {
-                return Err(Failure::scenario(
-                    Some(step),
-                    Some(&shape.field),
-                    shape.problem,
                 ));
             }
         };
