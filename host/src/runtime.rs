@@ -388,7 +388,7 @@ impl Runtime {
                 let call = core
                     .instantiate(&mut store)
                     .map_err(|e| self.classify(&store, e, true))?;
-                call.call(&mut store, &bytes).map(Output::Packed)
+                call.call(&mut store, &bytes).map(Output::Decided)
             }
             (packed, _, index) => {
                 let instance = module
@@ -404,7 +404,7 @@ impl Runtime {
                     }
                     _ => bindings::Policy::new(&mut store, &instance)
                         .and_then(|policy| policy.call_evaluate(&mut store, request))
-                        .map(Output::Typed),
+                        .map(Output::Decided),
                 }
             }
         };
@@ -412,7 +412,7 @@ impl Runtime {
         let fuel_used = self.fuel_used(&store);
         drop(store);
         let decision = match decided? {
-            Output::Typed(decision) => decision,
+            Output::Decided(decision) => decision,
             Output::Packed(bytes) => {
                 packed::decode_decision(&bytes).map_err(EvalError::BadOutput)?
             }
@@ -492,9 +492,10 @@ impl Runtime {
     }
 }
 
-/// What a module returned, by entry point.
+/// What a module returned: a decision (typed, or decoded straight out of
+/// a core instance's memory), or the packed bytes the component path lifted.
 enum Output {
-    Typed(wit::Decision),
+    Decided(wit::Decision),
     Packed(Vec<u8>),
 }
 

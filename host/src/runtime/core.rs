@@ -21,6 +21,8 @@ use wasmtime::{
     ValType,
 };
 
+use super::packed::decode_decision;
+use super::wit::Decision;
 use super::{LoadError, Sandbox};
 
 /// `cabi_realloc(old_ptr, old_len, align, new_len) -> ptr`.
@@ -132,14 +134,15 @@ fn call_i32<const N: usize>(
 }
 
 impl CoreCall {
-    /// Passes `request` to `evaluate-packed` and returns the bytes it
+    /// Passes `request` to `evaluate-packed` and decodes the decision it
     /// returned. Errors that are not traps mean the module broke the
-    /// canonical ABI (a pointer out of bounds or misaligned).
+    /// canonical ABI (a pointer out of bounds or misaligned) or returned
+    /// bytes that are not a decision.
     pub(super) fn call(
         self,
         store: &mut Store<Sandbox>,
         request: &[u8],
-    ) -> wasmtime::Result<Vec<u8>> {
+    ) -> wasmtime::Result<Decision> {
         let len = i32::try_from(request.len())
             .map_err(|_| wasmtime::format_err!("the request exceeds 4 GiB"))?;
         let ptr = call_i32::<REALLOC_PARAMS>(store, &self.realloc, [0, 0, 1, len])?;
@@ -168,14 +171,16 @@ impl CoreCall {
             })
         };
         let (ptr, len) = (word(ptr), word(len));
-        ptr.checked_add(len)
+        let packed = ptr
+            .checked_add(len)
             .and_then(|end| data.get(ptr..end))
-            .map(<[u8]>::to_vec)
             .ok_or_else(|| {
                 wasmtime::format_err!(
                     "`evaluate-packed` returned {len} bytes at {ptr:#x}, out of bounds"
                 )
-            })
+            })?;
+        // Straight out of the instance's memory, without a copy first.
+        decode_decision(packed).map_err(|message| wasmtime::format_err!("{message}"))
     }
 }
 
