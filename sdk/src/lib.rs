@@ -194,16 +194,17 @@ macro_rules! export_policy {
     };
 }
 
-/// Lets go of a request after its decision. With the SDK's bump allocator
-/// (a wasm instance used for one evaluation) nothing is freed: dropping would
-/// only walk the whole snapshot to hand memory back to an allocator that
-/// keeps it anyway. Elsewhere the request is dropped as usual.
+/// Lets go of a value an export is done with (the request after its
+/// decision, the decision once packed). With the SDK's bump allocator (a wasm
+/// instance used for one evaluation) nothing is freed: dropping would only
+/// walk the whole value to hand memory back to an allocator that keeps it
+/// anyway. Elsewhere the value is dropped as usual.
 #[doc(hidden)]
-pub fn discard(request: Request) {
+pub fn discard<T>(value: T) {
     #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
-    core::mem::forget(request);
+    core::mem::forget(value);
     #[cfg(not(all(target_arch = "wasm32", feature = "bump-allocator")))]
-    drop(request);
+    drop(value);
 }
 
 /// Encodes a decision as `evaluate-packed` returns it (its postcard
@@ -211,8 +212,7 @@ pub fn discard(request: Request) {
 #[doc(hidden)]
 pub fn pack(decision: Decision) -> Vec<u8> {
     let packed = packed::decision::encode(&decision);
-    #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
-    core::mem::forget(decision);
+    discard(decision);
     packed
 }
 
