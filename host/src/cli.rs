@@ -1,7 +1,8 @@
 //! One module per subcommand; each has an `Args` struct (its doc comments are
 //! the help text) and a `run` method returning the exit code.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -70,4 +71,27 @@ pub struct DbArg {
 /// Turns a pass/fail outcome into the exit code.
 pub fn exit(ok: bool) -> ExitCode {
     ExitCode::from(if ok { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// Reads a policy module file. A file larger than the runtime would load is
+/// refused before it is read into memory.
+pub fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    let limit = chaperone::runtime::Limits::default().module_bytes;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    if bytes.len() > limit {
+        let size = std::fs::metadata(path)
+            .map(|m| m.len())
+            .unwrap_or(bytes.len() as u64);
+        anyhow::bail!(
+            "cannot read `{}`: it is {size} bytes, and a policy module may be at most {limit} bytes",
+            path.display()
+        );
+    }
+    Ok(bytes)
 }

@@ -100,6 +100,10 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// How many instances may be alive at once (the pool's size).
     pub max_instances: u32,
+    /// The largest module [`Runtime::load`] accepts, in bytes. Compiling is
+    /// the one step of loading that no fuel meters, so its input is bounded;
+    /// the built-in modules are about a hundred kilobytes.
+    pub module_bytes: usize,
 }
 
 impl Default for Limits {
@@ -109,6 +113,7 @@ impl Default for Limits {
             deadline: Duration::from_millis(50),
             memory_bytes: 32 << 20,
             max_instances: 256,
+            module_bytes: 16 << 20,
         }
     }
 }
@@ -297,6 +302,13 @@ impl Runtime {
     /// Loads a module: digest, static checks, compile (once per digest),
     /// `describe()`.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<PolicyModule>, LoadError> {
+        let limit = self.inner.limits.module_bytes;
+        if bytes.len() > limit {
+            return Err(LoadError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
         let digest = ModuleDigest::of(bytes);
         if let Some(module) = self.cached(&digest) {
             return Ok(module);

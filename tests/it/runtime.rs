@@ -277,6 +277,34 @@ fn a_wasm_header_with_garbage_is_invalid() {
 }
 
 #[test]
+fn a_module_over_the_size_limit_is_refused_before_it_is_parsed() {
+    let size = builtin::CELIGO.bytes.len();
+    let tight = Runtime::new(Limits {
+        module_bytes: size - 1,
+        ..Limits::default()
+    })
+    .unwrap_or_else(|e| unreachable!("{e}"));
+    match tight.load(builtin::CELIGO.bytes) {
+        Err(LoadError::TooLarge { size: s, limit }) => {
+            assert_eq!((s, limit), (size, size - 1));
+        }
+        other => unreachable!("expected TooLarge, got {other:?}"),
+    }
+    // Random bytes over the limit: the size is named, not the bytes' content.
+    let noise = vec![0xa5; size];
+    assert!(matches!(
+        tight.load(&noise),
+        Err(LoadError::TooLarge { .. })
+    ));
+    let exact = Runtime::new(Limits {
+        module_bytes: size,
+        ..Limits::default()
+    })
+    .unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(exact.load(builtin::CELIGO.bytes).is_ok());
+}
+
+#[test]
 fn an_empty_file_is_refused() {
     assert!(matches!(load_error(&[]), LoadError::Empty));
 }

@@ -68,8 +68,7 @@ impl RunArgs {
         if !self.policies.is_empty() {
             let runtime = Runtime::new(limits.clone()).context("cannot set up the sandbox")?;
             for (id, file) in &self.policies {
-                let bytes = std::fs::read(file)
-                    .with_context(|| format!("cannot read `{}`", file.display()))?;
+                let bytes = super::read_module(file)?;
                 runtime.load(&bytes).with_context(|| {
                     format!("cannot load the policy module `{}`", file.display())
                 })?;

@@ -62,7 +62,7 @@ struct Inspection {
 
 impl InspectArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
-        let bytes = read(&self.file)?;
+        let bytes = super::read_module(&self.file)?;
         let mut inspection = Inspection {
             file: self.file.display().to_string(),
             digest: ModuleDigest::of(&bytes).to_hex(),
@@ -146,7 +146,7 @@ pub struct CheckArgs {
 
 impl CheckArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
-        let bytes = read(&self.file)?;
+        let bytes = super::read_module(&self.file)?;
         let report = probe::check(&bytes, &Limits::default())?;
         if self.json {
             println!("{}", serde_json::to_string(&report)?);
@@ -200,8 +200,4 @@ impl ExportArgs {
         );
         Ok(ExitCode::SUCCESS)
     }
-}
-
-fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
 }

@@ -12,6 +12,14 @@ pub enum LoadError {
     /// Zero bytes.
     #[error("the module is empty (0 bytes)")]
     Empty,
+    /// Larger than [`Limits::module_bytes`](crate::runtime::Limits::module_bytes).
+    #[error("the module is {size} bytes; the limit is {limit} bytes")]
+    TooLarge {
+        /// The module's size.
+        size: usize,
+        /// The limit it exceeds.
+        limit: usize,
+    },
     /// Not a WebAssembly binary at all.
     #[error("not a WebAssembly module: the file does not start with the `\\0asm` magic bytes")]
     NotWasm,

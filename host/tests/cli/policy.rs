@@ -134,6 +134,29 @@ fn unreadable_files_and_unknown_modules_are_usage_errors() {
 }
 
 #[test]
+fn a_file_larger_than_any_module_may_be_is_refused_unread() {
+    let dir = tempdir();
+    let path = dir.path().join("huge.wasm");
+    // Sparse: a wasm header, then a hole up to one byte over the 16 MiB limit.
+    let file = std::fs::File::create(&path).unwrap_or_else(|e| unreachable!("{e}"));
+    std::io::Write::write_all(&mut &file, b"\0asm\x01\0\0\0")
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    file.set_len((16 << 20) + 1)
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    for command in ["inspect", "check"] {
+        let out = chaperone(&["policy", command, &path.to_string_lossy()]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(
+            text(&out.stderr).contains(
+                "it is 16777217 bytes, and a policy module may be at most 16777216 bytes"
+            ),
+            "{command}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn inspect_of_random_bytes_reports_what_is_wrong() {
     let dir = tempdir();
     let path = dir.path().join("noise.wasm");
