@@ -423,6 +423,12 @@ fn embed_world(module: &mut Vec<u8>, resolve: &wit_parser::Resolve, world: wit_p
 /// whose `evaluate-packed` returns `returned`, a pointer into `data` (laid
 /// out from address 1024).
 fn core_module_returning(returned: u32, data: &[u8]) -> Vec<u8> {
+    core_module(returned, data, "i32.const 64", "")
+}
+
+/// [`core_module_returning`] with `describe`'s body given and `extra`
+/// module fields added.
+fn core_module(returned: u32, data: &[u8], describe: &str, extra: &str) -> Vec<u8> {
     let escaped: String = data.iter().map(|b| format!("\\{b:02x}")).collect();
     // `describe` returns a pointer to (vendor, version, operations,
     // custom operations), each a (pointer, length) pair: "evil", "1.0.0",
@@ -435,7 +441,8 @@ fn core_module_returning(returned: u32, data: &[u8]) -> Vec<u8> {
             (data (i32.const 48) "\08")
             (data (i32.const 64) "\10\00\00\00\04\00\00\00\20\00\00\00\05\00\00\00\30\00\00\00\01\00\00\00\00\00\00\00\00\00\00\00")
             (data (i32.const 1024) "{escaped}")
-            (func (export "describe") (result i32) i32.const 64)
+            (func (export "describe") (result i32) {describe})
+            {extra}
             (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 8192)
             (func (export "evaluate") (param i32) (result i32) unreachable)
             (func (export "evaluate-packed") (param i32 i32) (result i32) i32.const {returned}))"#
@@ -517,6 +524,39 @@ fn a_direct_evaluate_packed_that_returns_garbage_is_refused() {
         (decision.verdict, decision.rule.as_str()),
         (Verdict::Deny, "R")
     );
+    assert_good_module_works(&runtime);
+}
+
+/// Loading runs code too (a start function, `describe()`): a module that
+/// spins there is stopped by its fuel, and its load refused, without
+/// hanging the host.
+#[test]
+fn a_module_that_spins_while_loading_is_refused() {
+    let runtime = runtime();
+    let spin = "(func $spin (loop $l (br $l)))";
+    let cases = [
+        (
+            "a start function",
+            format!("{spin} (start $spin)"),
+            "i32.const 64",
+        ),
+        ("describe()", spin.to_string(), "call $spin i32.const 64"),
+    ];
+    for (what, extra, describe) in cases {
+        let started = Instant::now();
+        let error = runtime.load(&core_module(0, &[], describe, &extra)).err();
+        let took = started.elapsed();
+        assert!(
+            matches!(
+                &error,
+                Some(LoadError::Describe(
+                    EvalError::FuelExhausted(_) | EvalError::Deadline(_)
+                ))
+            ),
+            "{what}: {error:?}"
+        );
+        assert!(took < Duration::from_secs(2), "{what}: took {took:?}");
+    }
     assert_good_module_works(&runtime);
 }
 
