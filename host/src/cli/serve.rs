@@ -55,7 +55,7 @@ struct App {
 }
 
 impl Args {
-    /// Runs the server until Ctrl-C.
+    /// Runs the server until Ctrl-C or SIGTERM.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let host = Host::open(&self.db.db, HostOptions::default())
             .with_context(|| format!("cannot open the store `{}`", self.db.db.display()))?;
@@ -90,12 +90,46 @@ impl Args {
             self.db.db.display()
         );
         axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(shutdown_signal())
             .await
-            .context("the server failed")
+            .context("the server failed")?;
+        say("chaperone: stopped");
+        Ok(())
     }
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what service managers send):
+/// the server then stops accepting, finishes the requests in flight (each
+/// answered only after its audit record is durable) and exits.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    say("chaperone: stopping: finishing the requests in flight");
+}
+
+/// A line on stderr; a closed stderr is no reason to fail a shutdown.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn spawn_schedules(app: Arc<App>, sweep_every: u64, checkpoint_every: u64) {

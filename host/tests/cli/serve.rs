@@ -3,14 +3,17 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 
 use serde_json::{Value, json};
 
 struct Server {
     child: Child,
     addr: String,
-    _dir: tempfile::TempDir,
+    /// The rest of the server's stderr (kept open: the server writes to it
+    /// when it stops).
+    stderr: BufReader<ChildStderr>,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -40,8 +43,9 @@ fn start(token: Option<&str>) -> Server {
         .stderr
         .take()
         .unwrap_or_else(|| unreachable!("stderr"));
+    let mut stderr = BufReader::new(stderr);
     let mut line = String::new();
-    BufReader::new(stderr)
+    stderr
         .read_line(&mut line)
         .unwrap_or_else(|e| unreachable!("{e}"));
     let addr = line
@@ -53,7 +57,8 @@ fn start(token: Option<&str>) -> Server {
     Server {
         child,
         addr,
-        _dir: dir,
+        stderr,
+        dir,
     }
 }
 
@@ -186,4 +191,46 @@ fn a_token_is_required_when_configured() {
     assert_eq!(status, 200);
     let (status, _) = call(&server, "GET", "/healthz", None, None);
     assert_eq!(status, 200);
+}
+
+/// SIGTERM (what a service manager sends) stops the server cleanly: it
+/// exits 0 and says so, and what it answered is in the store.
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_server_cleanly_and_keeps_what_it_recorded() {
+    let mut server = start(None);
+    let (status, _) = post(
+        &server,
+        &json!({"op": "account", "id": "acme", "policy": "celigo", "plan": "paid",
+                "environments": [{"id": "prod", "kind": "production"}]}),
+    );
+    assert_eq!(status, 200);
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| unreachable!("kill: {e}"));
+    assert!(killed.success());
+    let exit = server
+        .child
+        .wait()
+        .unwrap_or_else(|e| unreachable!("wait: {e}"));
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    let mut rest = String::new();
+    server
+        .stderr
+        .read_to_string(&mut rest)
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(rest.contains("chaperone: stopped"), "{rest}");
+    let verified = Command::new(env!("CARGO_BIN_EXE_chaperone"))
+        .args(["audit", "verify", "--json", "--db"])
+        .arg(server.dir.path().join("api.db"))
+        .output()
+        .unwrap_or_else(|e| unreachable!("verify: {e}"));
+    let report: Value = serde_json::from_slice(&verified.stdout).unwrap_or(Value::Null);
+    assert_eq!(verified.status.code(), Some(0), "{report}");
+    assert_eq!(
+        (report.get("accounts"), report.get("records")),
+        (Some(&json!(1)), Some(&json!(1))),
+        "{report}"
+    );
 }
