@@ -102,6 +102,39 @@ CREATE TABLE modules (
 ) STRICT;
 "#;
 
+/// Replaces the grants index: the old one, on `(account, revoked_at)`,
+/// held every grant ever made that was not revoked, so each request's
+/// snapshot and expiry check scanned an account's whole history of expired
+/// grants. This one holds only grants still live or awaiting their `expire`
+/// record, ordered by expiry.
+pub const SCHEMA_V3: &str = r#"
+DROP INDEX grants_by_account;
+CREATE INDEX grants_live ON grants(account, expires_at)
+    WHERE revoked_at IS NULL AND expire_recorded = 0;
+"#;
+
+/// The grants a snapshot holds: not revoked, not expired (`?1` the
+/// account, `?2` now). Its conditions imply `grants_live`'s, so it reads
+/// that index and never an account's history.
+pub const LIVE_GRANTS_SQL: &str =
+    "SELECT id, environment, granted_by, grantee, scope, expires_at, created_at, metadata
+     FROM grants WHERE account = ?1 AND revoked_at IS NULL AND expire_recorded = 0
+       AND (expires_at IS NULL OR expires_at > ?2)
+     ORDER BY seq";
+
+/// One account's grants whose `expire` record is due (`?1` now, `?2` the
+/// account); also read through `grants_live`.
+pub const DUE_EXPIRIES_SQL: &str = "SELECT account, id, expires_at FROM grants
+     WHERE revoked_at IS NULL AND expire_recorded = 0
+       AND expires_at IS NOT NULL AND expires_at <= ?1 AND account = ?2
+     ORDER BY expires_at, seq";
+
+/// [`DUE_EXPIRIES_SQL`] for every account (`?1` now), for the sweep.
+pub const ALL_DUE_EXPIRIES_SQL: &str = "SELECT account, id, expires_at FROM grants
+     WHERE revoked_at IS NULL AND expire_recorded = 0
+       AND expires_at IS NOT NULL AND expires_at <= ?1
+     ORDER BY account, expires_at, seq";
+
 /// An account's own row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountRow {
@@ -181,12 +214,7 @@ pub fn snapshot(conn: &Connection, row: &AccountRow, now: i64) -> rusqlite::Resu
         })?
         .collect::<Result<_, _>>()?;
     let grants = conn
-        .prepare_cached(
-            "SELECT id, environment, granted_by, grantee, scope, expires_at, created_at, metadata
-             FROM grants WHERE account = ?1 AND revoked_at IS NULL
-               AND (expires_at IS NULL OR expires_at > ?2)
-             ORDER BY seq",
-        )?
+        .prepare_cached(LIVE_GRANTS_SQL)?
         .query_map(params![id, now], |r| {
             Ok(wit::Grant {
                 id: r.get(0)?,
@@ -534,16 +562,13 @@ pub fn due_expiries(
             expires_at: r.get(2)?,
         })
     };
-    let base = "SELECT account, id, expires_at FROM grants
-                WHERE revoked_at IS NULL AND expire_recorded = 0
-                  AND expires_at IS NOT NULL AND expires_at <= ?1";
     match account {
         Some(account) => conn
-            .prepare_cached(&format!("{base} AND account = ?2 ORDER BY expires_at, seq"))?
+            .prepare_cached(DUE_EXPIRIES_SQL)?
             .query_map(params![now, account], map)?
             .collect(),
         None => conn
-            .prepare_cached(&format!("{base} ORDER BY account, expires_at, seq"))?
+            .prepare_cached(ALL_DUE_EXPIRIES_SQL)?
             .query_map(params![now], map)?
             .collect(),
     }

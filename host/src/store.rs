@@ -66,7 +66,7 @@ mod writer;
 pub const AUDIT_SCHEMA_VERSION: i64 = 1;
 
 /// The newest schema version (the last of [`migrations::MIGRATIONS`]).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for another process's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "account state",
         sql: crate::state::SCHEMA_V1,
     },
+    Migration {
+        version: 3,
+        name: "index of live grants",
+        sql: crate::state::SCHEMA_V3,
+    },
 ];
 
 /// Brings the store up to the newest schema.

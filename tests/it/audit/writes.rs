@@ -246,6 +246,72 @@ fn the_store_is_versioned_and_keyed() {
     assert_eq!(store.verifier().unwrap(), public);
 }
 
+/// A store made by an older release is brought to the newest schema in
+/// place when opened, and keeps its rows.
+#[test]
+fn a_store_of_an_older_schema_is_migrated_in_place() {
+    use chaperone::store::migrations::MIGRATIONS;
+    let fixture = Fixture::new();
+    {
+        let conn = rusqlite::Connection::open(&fixture.path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        for migration in MIGRATIONS.iter().filter(|m| m.version <= 2) {
+            conn.execute_batch(migration.sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO accounts (id, policy, plan) VALUES ('acme', 'celigo', 'paid');
+             INSERT INTO grants (id, account, environment, granted_by, scope, expires_at, created_at, metadata)
+             VALUES ('grant-1', 'acme', 'prod', 'ada', '{\"level\":\"admin\"}', 100, 0, '{}');",
+        )
+        .unwrap();
+    }
+    let store = fixture.store();
+    let (version, indexes, grants) = store
+        .read(|c| {
+            let version: i64 = c.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+            let indexes: Vec<String> = c
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'grants' AND sql IS NOT NULL ORDER BY name")?
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let grants: i64 = c.query_row("SELECT COUNT(*) FROM grants", [], |row| row.get(0))?;
+            Ok((version, indexes, grants))
+        })
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(indexes, ["grants_live"]);
+    assert_eq!(grants, 1);
+}
+
+/// The per-request reads of grants (the snapshot's live grants, the
+/// expiries due) go through the index of live grants, so their cost does not
+/// grow with an account's history of expired and revoked grants.
+#[test]
+fn grant_reads_use_the_index_of_live_grants() {
+    let fixture = Fixture::new();
+    let store = fixture.store();
+    use chaperone::state::{ALL_DUE_EXPIRIES_SQL, DUE_EXPIRIES_SQL, LIVE_GRANTS_SQL};
+    let queries: [(&str, &[&dyn rusqlite::ToSql]); 3] = [
+        (LIVE_GRANTS_SQL, params!["acme", 0]),
+        (DUE_EXPIRIES_SQL, params![0, "acme"]),
+        (ALL_DUE_EXPIRIES_SQL, params![0]),
+    ];
+    for (query, args) in queries {
+        let plan: Vec<String> = store
+            .read(|c| {
+                c.prepare(&format!("EXPLAIN QUERY PLAN {query}"))?
+                    .query_map(args, |row| row.get::<_, String>(3))?
+                    .collect()
+            })
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING INDEX grants_live")),
+            "{query}: {plan:?}"
+        );
+    }
+}
+
 #[test]
 fn every_head_has_an_inclusion_proof_in_the_latest_checkpoint() {
     let fixture = Fixture::new();
