@@ -45,6 +45,9 @@ mod error;
 mod load;
 mod packed;
 
+/// The bounds a decision must keep (beyond its WIT types); a decision that
+/// breaks one fails closed.
+pub use contract::{MAX_EFFECTS, MAX_MESSAGE_LEN, MAX_RULE_LEN, MAX_RULES, MAX_VALUE_LEN};
 pub use error::{EvalError, LoadError, RuntimeError};
 pub use load::{ModuleFormat, REQUIRED_EXPORTS, survey};
 

@@ -176,7 +176,7 @@ macro_rules! export_policy {
                 fn evaluate(request: $crate::Request) -> $crate::Decision {
                     let decision = <$policy as $crate::Policy>::evaluate(&request);
                     $crate::discard(request);
-                    decision
+                    $crate::bounded(decision)
                 }
 
                 fn evaluate_packed(request: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
@@ -192,6 +192,35 @@ macro_rules! export_policy {
             );
         };
     };
+}
+
+/// The longest message the host accepts in a decision, in bytes. A longer
+/// one is a broken contract, which the host turns into a fail-closed denial.
+pub const MAX_MESSAGE_LEN: usize = 4096;
+
+/// A decision with its message cut to [`MAX_MESSAGE_LEN`] bytes (at a
+/// character boundary, ending in `…`). Messages often quote the request
+/// (an address, an action name), and the request's text is the caller's:
+/// a long one must not turn a policy's answer into a host error. The export
+/// glue applies this to every decision.
+#[doc(hidden)]
+#[inline]
+pub fn bounded(mut decision: Decision) -> Decision {
+    if decision.message.len() > MAX_MESSAGE_LEN {
+        cut_message(&mut decision.message);
+    }
+    decision
+}
+
+#[cold]
+fn cut_message(message: &mut String) {
+    const ELLIPSIS: &str = "…";
+    let mut end = MAX_MESSAGE_LEN - ELLIPSIS.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(ELLIPSIS);
 }
 
 /// Lets go of a value an export is done with (the request after its
@@ -211,6 +240,7 @@ pub fn discard<T>(value: T) {
 /// encoding).
 #[doc(hidden)]
 pub fn pack(decision: Decision) -> Vec<u8> {
+    let decision = bounded(decision);
     let packed = packed::decision::encode(&decision);
     discard(decision);
     packed
@@ -245,4 +275,44 @@ fn undecodable() -> ! {
 #[expect(clippy::panic, reason = "native builds only run the SDK's own tests")]
 fn undecodable() -> ! {
     panic!("the packed request does not decode")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_message(message: String) -> Decision {
+        Decision::deny("R", message)
+    }
+
+    #[test]
+    fn messages_up_to_the_limit_are_kept_as_they_are() {
+        for len in [0, 1, MAX_MESSAGE_LEN - 1, MAX_MESSAGE_LEN] {
+            let message = "a".repeat(len);
+            assert_eq!(bounded(with_message(message.clone())).message, message);
+        }
+    }
+
+    #[test]
+    fn longer_messages_are_cut_at_a_character_boundary() {
+        // One byte over, a long quoted input, and multi-byte characters
+        // straddling the cut at every offset.
+        let mut messages = vec!["a".repeat(MAX_MESSAGE_LEN + 1), "x".repeat(1 << 20)];
+        for pad in 0..4 {
+            messages.push(format!(
+                "{}{}",
+                "a".repeat(pad),
+                "ü€😀".repeat(MAX_MESSAGE_LEN)
+            ));
+        }
+        for message in messages {
+            let cut = bounded(with_message(message.clone())).message;
+            assert!(cut.len() <= MAX_MESSAGE_LEN, "{}", cut.len());
+            assert!(cut.len() > MAX_MESSAGE_LEN - 8, "{}", cut.len());
+            let kept = cut
+                .strip_suffix('…')
+                .unwrap_or_else(|| unreachable!("no ellipsis"));
+            assert!(message.starts_with(kept));
+        }
+    }
 }

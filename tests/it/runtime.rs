@@ -122,6 +122,16 @@ fn effect_on_an_unknown_target_breaks_the_contract() {
     );
 }
 
+/// The SDK cuts every message to the length the host's contract allows, so
+/// a module built with it never fails closed over a long quoted input.
+#[test]
+fn the_sdk_cuts_messages_to_the_hosts_limit() {
+    assert_eq!(
+        chaperone_sdk::MAX_MESSAGE_LEN,
+        chaperone::runtime::MAX_MESSAGE_LEN
+    );
+}
+
 #[test]
 fn megabytes_of_message_break_the_contract() {
     check_attack(

@@ -12,6 +12,10 @@
 //! | `deny-effect` | denies but carries an effect                          |
 //! | `rule`     | names an empty rule id                                   |
 //! | anything else | allows, well-behaved                                  |
+//!
+//! It exports itself with its own glue instead of `export_policy!`, which
+//! cuts long messages to the host's limit: a module built without the SDK
+//! gets no such help, and the host must still refuse what it returns.
 
 use chaperone_sdk::{
     Decision, Description, Effect, Operation, OperationKind, Policy, Request, Setting,
@@ -96,4 +100,43 @@ fn trap() -> Decision {
     }
 }
 
-chaperone_sdk::export_policy!(Module);
+/// The export glue, as `export_policy!` writes it but without cutting
+/// messages to the host's limit.
+struct Export;
+
+impl chaperone_sdk::bindings_root::Guest for Export {
+    fn describe() -> Description {
+        Module::describe()
+    }
+
+    fn evaluate(request: Request) -> Decision {
+        Module::evaluate(&request)
+    }
+
+    fn evaluate_packed(request: Vec<u8>) -> Vec<u8> {
+        let decision = Module::evaluate(&chaperone_sdk::unpack(request));
+        if decision.message.len() <= chaperone_sdk::MAX_MESSAGE_LEN {
+            return chaperone_sdk::pack(decision);
+        }
+        // A deny with no rules and no effects, in postcard: the verdict's
+        // variant, the rule, the message, two empty lists.
+        let mut packed = vec![1];
+        for text in [&decision.rule, &decision.message] {
+            varint(&mut packed, text.len());
+            packed.extend_from_slice(text.as_bytes());
+        }
+        packed.extend_from_slice(&[0, 0]);
+        packed
+    }
+}
+
+/// Appends `n` as an unsigned LEB128 varint (postcard's lengths).
+fn varint(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+chaperone_sdk::bindings_root::__export_guest!(Export with_types_in chaperone_sdk::bindings_root);
