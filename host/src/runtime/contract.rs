@@ -205,11 +205,16 @@ fn check_json(what: &str, text: &str) -> Result<(), String> {
         .map_err(|e| format!("the {what} is not valid JSON: {e}"))
 }
 
+/// A rights list is the caller's own (a customer admin may set any list),
+/// so it is bounded as one value: its names together, not how many.
 fn check_rights(rights: &[String]) -> Result<(), String> {
-    if rights.len() > 1024 {
-        return Err(format!("{} rights; the limit is 1024", rights.len()));
+    let total: usize = rights.iter().map(String::len).sum();
+    if total > MAX_VALUE_LEN {
+        return Err(format!(
+            "the rights' names are {total} bytes together; the limit is {MAX_VALUE_LEN}"
+        ));
     }
-    rights.iter().try_for_each(|r| check_text("right", r))
+    Ok(())
 }
 
 /// At most 64 characters of untrusted text in an error message.
@@ -219,4 +224,23 @@ fn clip(text: &str) -> String {
         clipped.push('…');
     }
     clipped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rights_are_bounded_by_their_size_not_their_number() {
+        let many: Vec<String> = (0..5000).map(|i| format!("r{i}.read")).collect();
+        assert!(check_rights(&many).is_ok());
+        let exact = vec!["x".repeat(MAX_VALUE_LEN / 2); 2];
+        assert!(check_rights(&exact).is_ok());
+        let over = vec!["x".repeat(MAX_VALUE_LEN / 2 + 1); 2];
+        let error = check_rights(&over).err();
+        assert_eq!(
+            error.as_deref(),
+            Some("the rights' names are 65538 bytes together; the limit is 65536")
+        );
+    }
 }
