@@ -74,7 +74,9 @@
 //!   out by the host.
 //! - A [`Decision`] is allow or deny, the id of the rule that decided, a
 //!   message, and on an allow the [`Effect`]s the host applies (in the same
-//!   transaction as the decision's audit record).
+//!   transaction as the decision's audit record). A message may quote the
+//!   request freely: the export glue cuts one longer than
+//!   [`MAX_MESSAGE_LEN`] bytes, the most the host accepts.
 //! - Values the policy validates itself (scopes, expiries, rights, setting
 //!   values) arrive as JSON text, exactly as the caller gave them; parse them
 //!   with [`json::parse`] and test integers with [`json::as_integer`].
