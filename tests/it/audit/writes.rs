@@ -312,6 +312,30 @@ fn grant_reads_use_the_index_of_live_grants() {
     }
 }
 
+/// SQLite is built without its global memory accounting and shared page
+/// cache group (`.cargo/config.toml`), whose two process-wide mutexes every
+/// reader thread would contend on.
+#[test]
+fn sqlite_is_built_without_global_memory_accounting() {
+    let fixture = Fixture::new();
+    let store = fixture.store();
+    let options: Vec<String> = store
+        .read(|c| {
+            c.prepare("PRAGMA compile_options")?
+                .query_map([], |row| row.get(0))?
+                .collect()
+        })
+        .unwrap();
+    assert!(
+        options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+        "{options:?}"
+    );
+    assert!(
+        !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+        "{options:?}"
+    );
+}
+
 #[test]
 fn every_head_has_an_inclusion_proof_in_the_latest_checkpoint() {
     let fixture = Fixture::new();
