@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, ComponentExportIndex, Instance, Linker, TypedFunc};
@@ -121,6 +121,10 @@ impl Default for Limits {
     }
 }
 
+/// The most core instances one component may instantiate (wit-component
+/// adds small shim modules to some; one memory in all).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 4;
+
 /// How often the epoch advances; the deadline is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
 
@@ -150,6 +154,7 @@ struct Inner {
     core_linker: wasmtime::Linker<Sandbox>,
     limits: Limits,
     modules: RwLock<HashMap<ModuleDigest, Arc<PolicyModule>>>,
+    slots: Arc<Slots>,
     _ticker: Ticker,
 }
 
@@ -261,10 +266,22 @@ impl Runtime {
     /// A runtime with these limits.
     pub fn new(limits: Limits) -> Result<Self, RuntimeError> {
         let mut pool = PoolingAllocationConfig::new();
+        if limits.max_instances == 0 {
+            return Err(RuntimeError(
+                "`max_instances` must be at least 1: no evaluation could ever run".into(),
+            ));
+        }
+        // One slot per store (see `Slots`), and the pool holds a whole
+        // module's instances for every slot: no module can take more of it
+        // than its share, whatever the load.
+        let per_slot = CORE_INSTANCES_PER_COMPONENT;
         pool.total_component_instances(limits.max_instances)
-            .total_core_instances(limits.max_instances)
+            .total_core_instances(limits.max_instances.saturating_mul(per_slot))
             .total_memories(limits.max_instances)
-            .total_tables(limits.max_instances)
+            .total_tables(limits.max_instances.saturating_mul(per_slot))
+            .max_core_instances_per_component(per_slot)
+            .max_memories_per_component(1)
+            .max_tables_per_component(per_slot)
             .max_memory_size(limits.memory_bytes)
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(16 << 10)
@@ -285,6 +302,7 @@ impl Runtime {
         let linker = Linker::new(&engine);
         let core_linker = wasmtime::Linker::new(&engine);
         let ticker = Ticker::start(engine.clone());
+        let slots = Arc::new(Slots::new(limits.max_instances));
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
@@ -292,6 +310,7 @@ impl Runtime {
                 core_linker,
                 limits,
                 modules: RwLock::new(HashMap::new()),
+                slots,
                 _ticker: ticker,
             }),
         })
@@ -397,6 +416,8 @@ impl Runtime {
             EntryPoint::Fastest if module.packed.is_some() => Some(packed::encode(request)),
             _ => None,
         };
+        // Declared before the store, so dropped after it.
+        let slot = self.inner.slots.take();
         let mut store = self.store()?;
         let called = match (packed, &module.core, &module.packed) {
             (Some(bytes), Some(core), _) => {
@@ -426,6 +447,7 @@ impl Runtime {
         let decided = called.map_err(|e| self.classify(&store, e, false));
         let fuel_used = self.fuel_used(&store);
         drop(store);
+        drop(slot);
         let decision = match decided? {
             Output::Decided(decision) => decision,
             Output::Packed(bytes) => {
@@ -447,6 +469,8 @@ impl Runtime {
         pre: &bindings::PolicyPre<Sandbox>,
         packed: Option<&ComponentExportIndex>,
     ) -> Result<wit::Description, LoadError> {
+        // Declared before the store, so dropped after it.
+        let _slot = self.inner.slots.take();
         let mut store = self.store().map_err(LoadError::Describe)?;
         let instance = pre
             .instance_pre()
@@ -543,6 +567,49 @@ fn deadline_ticks(deadline: Duration) -> u64 {
 struct Sandbox {
     memory_cap: usize,
     memory_refused: bool,
+}
+
+/// The instance pool's slots. Every store takes one (an evaluation, or
+/// `describe()` at load, instantiates one module), so more callers at once
+/// than the pool holds wait for a slot (each is back within the deadline)
+/// instead of failing to instantiate: a full pool is the host's load, not
+/// the policy's answer. A slot is held outside its store and given back
+/// only after the store is dropped: a store's own data is dropped before
+/// its instances go back to the pool.
+struct Slots {
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn new(total: u32) -> Self {
+        Slots {
+            free: Mutex::new(total),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn take(self: &Arc<Self>) -> Slot {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        Slot(Arc::clone(self))
+    }
+}
+
+/// One slot of the pool, given back when dropped.
+struct Slot(Arc<Slots>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 impl ResourceLimiter for Sandbox {

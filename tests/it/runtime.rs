@@ -604,6 +604,60 @@ fn a_component_decides_as_its_core_module_does() {
     }
 }
 
+/// More evaluations at once than the instance pool has slots wait for a
+/// slot: none fails for want of one (which would be a fail-closed denial the
+/// policy never made).
+#[test]
+fn evaluations_beyond_the_pool_wait_for_a_slot() {
+    let runtime = Runtime::new(Limits {
+        max_instances: 1,
+        ..Limits::default()
+    })
+    .unwrap_or_else(|e| unreachable!("{e}"));
+    let celigo = runtime
+        .load(builtin::CELIGO.bytes)
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let xentral = runtime
+        .load(builtin::XENTRAL.bytes)
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let requests = [
+        (&celigo, sample_request("celigo", OperationKind::Act, None)),
+        (
+            &xentral,
+            sample_request("xentral", OperationKind::Act, None),
+        ),
+    ];
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (module, request) = &requests[t % 2];
+            let runtime = &runtime;
+            scope.spawn(move || {
+                for i in 0..300 {
+                    if let Err(error) = runtime.evaluate(module, request) {
+                        unreachable!("thread {t}, evaluation {i}: {error}");
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_pool_of_no_instances_is_refused() {
+    let error = Runtime::new(Limits {
+        max_instances: 0,
+        ..Limits::default()
+    })
+    .err()
+    .map(|e| e.to_string());
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("`max_instances` must be at least 1")),
+        "{error:?}"
+    );
+}
+
 #[test]
 fn the_same_input_gives_the_same_decision() {
     let runtime = runtime();
