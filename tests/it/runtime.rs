@@ -628,8 +628,7 @@ fn evaluations_beyond_the_pool_wait_for_a_slot() {
         ),
     ];
     std::thread::scope(|scope| {
-        for t in 0..8 {
-            let (module, request) = &requests[t % 2];
+        for (t, (module, request)) in requests.iter().cycle().take(8).enumerate() {
             let runtime = &runtime;
             scope.spawn(move || {
                 for i in 0..300 {
