@@ -299,6 +299,14 @@ impl Report {
             .or(self.failures.first())
     }
 
+    /// Whether nothing was checked and nothing was wrong. Verifying one
+    /// account, this means the log has never heard of it: every account's
+    /// chain starts with the record of its creation, and a chain that a
+    /// checkpoint knows but the store lost is a failure, not an empty chain.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0 && self.failures.is_empty()
+    }
+
     /// The failure for one account, if any.
     pub fn failure_for(&self, account: &str) -> Option<&Failure> {
         self.failures

@@ -195,6 +195,51 @@ fn a_checkpoint_kept_outside_shows_a_cut_tail() {
     );
 }
 
+/// An account whose whole chain is gone is not an unknown account when a
+/// checkpoint names it: that is a failure, not a usage error.
+#[test]
+fn a_chain_deleted_whole_fails_against_its_checkpoint() {
+    let dir = Dir::new();
+    let db = store_with_records(&dir);
+    let cp = chaperone(&[
+        "audit",
+        "checkpoint",
+        "--db",
+        &dir.arg("audit.db"),
+        "--out",
+        &dir.arg("cp.txt"),
+    ]);
+    assert_eq!(code(&cp), 0, "{cp:?}");
+    let ok = chaperone(&[
+        "audit",
+        "verify",
+        "--db",
+        &dir.arg("audit.db"),
+        "--account",
+        "globex",
+    ]);
+    assert_eq!(code(&ok), 0, "{ok:?}");
+    tamper(
+        &db,
+        "DELETE FROM audit_records WHERE account = 'globex';
+         DELETE FROM audit_heads WHERE account = 'globex';",
+    );
+    let gone = chaperone(&[
+        "audit",
+        "verify",
+        "--db",
+        &dir.arg("audit.db"),
+        "--account",
+        "globex",
+    ]);
+    assert_eq!(code(&gone), 1, "{gone:?}");
+    assert!(
+        stdout(&gone).contains("account `globex` record 1: truncated"),
+        "{}",
+        stdout(&gone)
+    );
+}
+
 #[test]
 fn checkpoint_prints_a_signed_note() {
     let dir = Dir::new();
@@ -305,6 +350,19 @@ fn errors_are_usage_errors_not_verdicts() {
         "nobody",
     ]);
     assert_eq!(code(&unknown), 2);
+    let unknown = chaperone(&[
+        "audit",
+        "verify",
+        "--db",
+        &dir.arg("audit.db"),
+        "--account",
+        "nobody",
+    ]);
+    assert_eq!(code(&unknown), 2);
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no audit records for account `nobody`"),
+        "{unknown:?}"
+    );
     // A checkpoint signed with another key than the one given.
     assert_eq!(
         code(&chaperone(&[

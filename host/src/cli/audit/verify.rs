@@ -103,6 +103,14 @@ impl Args {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
+        if let Some(account) = &self.account
+            && report.is_empty()
+        {
+            anyhow::bail!(
+                "the store `{}` has no audit records for account `{account}`",
+                path.display()
+            );
+        }
         Ok(report)
     }
 
