@@ -80,6 +80,8 @@ impl Args {
             .route("/v1/checkpoint", post(checkpoint))
             .route("/v1/accounts/{id}/verify", get(verify))
             .route("/v1/accounts/{id}/audit", get(export))
+            .fallback(no_such_endpoint)
+            .method_not_allowed_fallback(method_not_allowed)
             .with_state(app);
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
@@ -166,6 +168,20 @@ fn spawn_schedules(app: Arc<App>, sweep_every: u64, checkpoint_every: u64) {
     }
 }
 
+async fn no_such_endpoint(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("no endpoint `{method} {}`", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("`{}` does not take `{method}`", uri.path()),
+    )
+}
+
 /// An API error: a status and `{"error": message}`.
 struct ApiError(StatusCode, String);
 
@@ -232,9 +248,10 @@ async fn blocking<T: Send + 'static>(
 async fn request(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&app, &headers)?;
+    let body = body.map_err(|rejection| ApiError(rejection.status(), rejection.body_text()))?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -306,6 +323,15 @@ async fn verify(
             .store()
             .verify(&options)
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if report.is_empty() {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no audit records for account `{}`",
+                    options.account.unwrap_or_default()
+                ),
+            ));
+        }
         Ok(Json(report.to_json()))
     })
     .await

@@ -193,6 +193,33 @@ fn a_token_is_required_when_configured() {
     assert_eq!(status, 200);
 }
 
+/// Every refusal is a JSON `{"error": ...}` naming what was wrong: a body
+/// over the limit, a path or method the API does not have, an account the
+/// log has never heard of.
+#[test]
+fn refusals_are_json_errors_that_say_what_was_wrong() {
+    let server = start(None);
+    let error_of = |body: &str| {
+        serde_json::from_str::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| unreachable!("not a JSON error: {body}"))
+    };
+    let huge = "x".repeat((2 << 20) + 1);
+    let (status, body) = call(&server, "POST", "/v1/requests", Some(&huge), None);
+    assert_eq!(status, 413);
+    assert!(error_of(&body).contains("length limit exceeded"), "{body}");
+    let (status, body) = call(&server, "GET", "/v1/nothing", None, None);
+    assert_eq!(status, 404);
+    assert_eq!(error_of(&body), "no endpoint `GET /v1/nothing`");
+    let (status, body) = call(&server, "GET", "/v1/requests", None, None);
+    assert_eq!(status, 405);
+    assert_eq!(error_of(&body), "`/v1/requests` does not take `GET`");
+    let (status, body) = call(&server, "GET", "/v1/accounts/nobody/verify", None, None);
+    assert_eq!(status, 404);
+    assert_eq!(error_of(&body), "no audit records for account `nobody`");
+}
+
 /// SIGTERM (what a service manager sends) stops the server cleanly: it
 /// exits 0 and says so, and what it answered is in the store.
 #[cfg(unix)]
