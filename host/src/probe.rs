@@ -265,10 +265,11 @@ pub fn check(bytes: &[u8], limits: &Limits) -> Result<CheckReport, RuntimeError>
                 "describe",
                 true,
                 format!(
-                    "vendor `{}` version `{}`, {} operations",
+                    "vendor `{}` version `{}`, {} operation{}",
                     d.vendor,
                     d.version,
-                    d.operations.len()
+                    d.operations.len(),
+                    if d.operations.len() == 1 { "" } else { "s" }
                 ),
                 None,
             );
