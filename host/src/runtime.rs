@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -154,7 +154,7 @@ struct Inner {
     core_linker: wasmtime::Linker<Sandbox>,
     limits: Limits,
     modules: RwLock<HashMap<ModuleDigest, Arc<PolicyModule>>>,
-    slots: Arc<Slots>,
+    slots: Slots,
     _ticker: Ticker,
 }
 
@@ -302,7 +302,7 @@ impl Runtime {
         let linker = Linker::new(&engine);
         let core_linker = wasmtime::Linker::new(&engine);
         let ticker = Ticker::start(engine.clone());
-        let slots = Arc::new(Slots::new(limits.max_instances));
+        let slots = Slots::new(limits.max_instances);
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
@@ -577,38 +577,61 @@ struct Sandbox {
 /// only after the store is dropped: a store's own data is dropped before
 /// its instances go back to the pool.
 struct Slots {
-    free: Mutex<u32>,
+    /// Slots not taken.
+    free: AtomicU32,
+    /// Callers waiting for a slot; a release wakes one only when there are.
+    waiting: AtomicU32,
+    lock: Mutex<()>,
     freed: Condvar,
 }
 
 impl Slots {
     fn new(total: u32) -> Self {
         Slots {
-            free: Mutex::new(total),
+            free: AtomicU32::new(total),
+            waiting: AtomicU32::new(0),
+            lock: Mutex::new(()),
             freed: Condvar::new(),
         }
     }
 
-    fn take(self: &Arc<Self>) -> Slot {
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        while *free == 0 {
-            free = self
-                .freed
-                .wait(free)
-                .unwrap_or_else(PoisonError::into_inner);
+    /// Takes a free slot if there is one, without locking.
+    fn try_take(&self) -> bool {
+        self.free
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn take(&self) -> Slot<'_> {
+        if !self.try_take() {
+            // A waiter registers and retries under the lock, and a release
+            // that sees it waiting notifies under the same lock: a slot
+            // given back between the retry and the wait still wakes it.
+            let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            while !self.try_take() {
+                guard = self
+                    .freed
+                    .wait(guard)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
-        *free -= 1;
-        Slot(Arc::clone(self))
+        Slot(self)
     }
 }
 
 /// One slot of the pool, given back when dropped.
-struct Slot(Arc<Slots>);
+struct Slot<'a>(&'a Slots);
 
-impl Drop for Slot {
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        self.0.freed.notify_one();
+        let slots = self.0;
+        slots.free.fetch_add(1, Ordering::SeqCst);
+        if slots.waiting.load(Ordering::SeqCst) > 0 {
+            let _guard = slots.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            slots.freed.notify_one();
+        }
     }
 }
 
