@@ -606,14 +606,16 @@ impl Slots {
         if !self.try_take() {
             // A waiter registers and retries under the lock, and a release
             // that sees it waiting notifies under the same lock: a slot
-            // given back between the retry and the wait still wakes it.
+            // given back between the retry and the wait still wakes it. The
+            // wait is also timed, so no missed wake-up could ever strand it.
             let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
             self.waiting.fetch_add(1, Ordering::SeqCst);
             while !self.try_take() {
                 guard = self
                     .freed
-                    .wait(guard)
-                    .unwrap_or_else(PoisonError::into_inner);
+                    .wait_timeout(guard, EPOCH_TICK)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
             self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
