@@ -240,6 +240,52 @@ fn a_chain_deleted_whole_fails_against_its_checkpoint() {
     );
 }
 
+/// `audit replay` re-evaluates a store's decisions (here, a scenario's
+/// store kept by the conformance runner) and finds them all the same; an
+/// account the log does not know is a usage error.
+#[test]
+fn replay_re_evaluates_recorded_decisions() {
+    let dir = Dir::new();
+    let scenario = dir.path("s.json");
+    std::fs::write(
+        &scenario,
+        json!({"name": "replay", "steps": [
+            {"op": "account", "id": "acme", "policy": "celigo", "plan": "paid",
+             "environments": [{"id": "prod", "kind": "production"}]},
+            {"op": "user", "account": "acme", "id": "ada", "email": "ada@acme.test", "role": "admin"},
+            {"op": "grant", "account": "acme", "actor": "ada", "environment": "prod",
+             "scope": {"level": "admin"}, "expires_in": {"days": 5},
+             "expect": {"decision": "allow"}},
+            {"op": "act", "account": "acme", "agent": "sam@celigo.com",
+             "action": {"name": "users.update", "environment": "prod"},
+             "expect": {"decision": "deny", "rule": "CEL-PERMS"}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let run = chaperone(&[
+        "conformance",
+        "run",
+        &dir.arg("s.json"),
+        "--store",
+        &dir.arg("stores"),
+    ]);
+    assert_eq!(code(&run), 0, "{run:?}");
+    let db = dir.path("stores").join("s.db").display().to_string();
+    let replay = chaperone(&["audit", "replay", "--db", &db]);
+    assert_eq!(code(&replay), 0, "{replay:?}");
+    assert_eq!(
+        stdout(&replay).trim(),
+        "2 replayed, 0 differ, 2 not policy-decided"
+    );
+    let unknown = chaperone(&["audit", "replay", "--db", &db, "--account", "nobody"]);
+    assert_eq!(code(&unknown), 2);
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no audit records for account `nobody`"),
+        "{unknown:?}"
+    );
+}
+
 #[test]
 fn checkpoint_prints_a_signed_note() {
     let dir = Dir::new();

@@ -36,6 +36,14 @@ impl Args {
             .with_context(|| format!("cannot open the store `{}`", self.db.db.display()))?;
         let runtime = Runtime::new(Limits::default())?;
         let report = replay(&store, &runtime, self.account.as_deref())?;
+        if let Some(account) = &self.account
+            && report.replayed + report.skipped == 0
+        {
+            anyhow::bail!(
+                "the store `{}` has no audit records for account `{account}`",
+                self.db.db.display()
+            );
+        }
         if self.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
