@@ -152,18 +152,23 @@ fn verify_passes_then_names_the_bad_record() {
     assert_eq!(code(&globex), 0);
 }
 
-#[test]
-fn a_checkpoint_kept_outside_shows_a_cut_tail() {
-    let dir = Dir::new();
-    let db = store_with_records(&dir);
-    let cp = chaperone(&[
+/// `audit checkpoint` of `audit.db`, written to `cp.txt` as well.
+fn checkpoint_to_file(dir: &Dir) -> Output {
+    chaperone(&[
         "audit",
         "checkpoint",
         "--db",
         &dir.arg("audit.db"),
         "--out",
         &dir.arg("cp.txt"),
-    ]);
+    ])
+}
+
+#[test]
+fn a_checkpoint_kept_outside_shows_a_cut_tail() {
+    let dir = Dir::new();
+    let db = store_with_records(&dir);
+    let cp = checkpoint_to_file(&dir);
     assert_eq!(code(&cp), 0, "{cp:?}");
     assert!(stdout(&cp).contains("wrote a checkpoint of 2 chains"));
     let note = std::fs::read_to_string(dir.path("cp.txt")).unwrap();
@@ -201,14 +206,7 @@ fn a_checkpoint_kept_outside_shows_a_cut_tail() {
 fn a_chain_deleted_whole_fails_against_its_checkpoint() {
     let dir = Dir::new();
     let db = store_with_records(&dir);
-    let cp = chaperone(&[
-        "audit",
-        "checkpoint",
-        "--db",
-        &dir.arg("audit.db"),
-        "--out",
-        &dir.arg("cp.txt"),
-    ]);
+    let cp = checkpoint_to_file(&dir);
     assert_eq!(code(&cp), 0, "{cp:?}");
     let ok = chaperone(&[
         "audit",
