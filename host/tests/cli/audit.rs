@@ -208,28 +208,18 @@ fn a_chain_deleted_whole_fails_against_its_checkpoint() {
     let db = store_with_records(&dir);
     let cp = checkpoint_to_file(&dir);
     assert_eq!(code(&cp), 0, "{cp:?}");
-    let ok = chaperone(&[
-        "audit",
-        "verify",
-        "--db",
-        &dir.arg("audit.db"),
-        "--account",
-        "globex",
-    ]);
+    let verify_globex = || {
+        let db = dir.arg("audit.db");
+        chaperone(&["audit", "verify", "--db", &db, "--account", "globex"])
+    };
+    let ok = verify_globex();
     assert_eq!(code(&ok), 0, "{ok:?}");
     tamper(
         &db,
         "DELETE FROM audit_records WHERE account = 'globex';
          DELETE FROM audit_heads WHERE account = 'globex';",
     );
-    let gone = chaperone(&[
-        "audit",
-        "verify",
-        "--db",
-        &dir.arg("audit.db"),
-        "--account",
-        "globex",
-    ]);
+    let gone = verify_globex();
     assert_eq!(code(&gone), 1, "{gone:?}");
     assert!(
         stdout(&gone).contains("account `globex` record 1: truncated"),
