@@ -114,29 +114,8 @@ impl chaperone_sdk::bindings_root::Guest for Export {
     }
 
     fn evaluate_packed(request: Vec<u8>) -> Vec<u8> {
-        let decision = Module::evaluate(&chaperone_sdk::unpack(request));
-        if decision.message.len() <= chaperone_sdk::MAX_MESSAGE_LEN {
-            return chaperone_sdk::pack(decision);
-        }
-        // A deny with no rules and no effects, in postcard: the verdict's
-        // variant, the rule, the message, two empty lists.
-        let mut packed = vec![1];
-        for text in [&decision.rule, &decision.message] {
-            varint(&mut packed, text.len());
-            packed.extend_from_slice(text.as_bytes());
-        }
-        packed.extend_from_slice(&[0, 0]);
-        packed
+        chaperone_sdk::pack_as_is(Module::evaluate(&chaperone_sdk::unpack(request)))
     }
-}
-
-/// Appends `n` as an unsigned LEB128 varint (postcard's lengths).
-fn varint(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
 }
 
 chaperone_sdk::bindings_root::__export_guest!(Export with_types_in chaperone_sdk::bindings_root);
