@@ -28,10 +28,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chaperone::audit::AuditError;
-use chaperone::audit::verify::{self, VerifyOptions};
-use chaperone::store::{
-    ActorRef, DecisionRecord, PolicyRef, Prepared, RecordDraft, Store, Verdict,
+use chaperone_store::verify::{self, VerifyOptions};
+use chaperone_store::{
+    ActorRef, DecisionRecord, PolicyRef, Prepared, RecordDraft, Store, StoreError, Verdict,
 };
 use serde_json::json;
 
@@ -191,7 +190,7 @@ fn verify_bench(records: u64) {
                 for n in from..to {
                     tx.append(&draft(format!("acct-{}", n % accounts), n))?;
                 }
-                Ok::<_, AuditError>(())
+                Ok::<_, StoreError>(())
             })
             .unwrap();
         written = to;
@@ -216,7 +215,7 @@ fn verify_bench(records: u64) {
 fn verify_run(path: &std::path::Path, records: u64) {
     let options = VerifyOptions {
         verifier: Some(
-            chaperone::audit::keys::load_verifier(&chaperone::audit::keys::public_key_path(path))
+            chaperone_log::keys::load_verifier(&chaperone_log::keys::public_key_path(path))
                 .unwrap(),
         ),
         ..VerifyOptions::default()

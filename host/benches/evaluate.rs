@@ -8,9 +8,9 @@
 use std::time::{Duration, Instant};
 
 use chaperone::builtin;
-use chaperone::probe::sample_request;
-use chaperone::runtime::wit::OperationKind;
-use chaperone::runtime::{EntryPoint, Limits, Runtime};
+use chaperone_model::OperationKind;
+use chaperone_runtime::probe::sample_request;
+use chaperone_runtime::{EntryPoint, Limits, Runtime};
 
 /// The allocator the `chaperone` binary uses (see `main.rs`).
 #[global_allocator]
@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let name = format!(
                     "{} {}",
                     builtin.vendor,
-                    chaperone::probe::operation_name(kind, None)
+                    chaperone_runtime::probe::operation_name(kind, None)
                 );
                 cases.push((
                     name,

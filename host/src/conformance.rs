@@ -39,12 +39,11 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::runtime::Limits;
 use crate::service::{Host, HostOptions};
+use chaperone_runtime::Limits;
 
 mod run;
 pub mod scenario;
@@ -70,7 +69,7 @@ pub struct Runner {
     options: Options,
     /// One sandbox for every scenario: modules compile once per digest.
     /// Each scenario still gets a fresh store and fresh instances.
-    runtime: Option<crate::runtime::Runtime>,
+    runtime: Option<chaperone_runtime::Runtime>,
     /// How many stores of each file stem this runner has kept in `store_dir`.
     stems: HashMap<String, usize>,
 }
@@ -405,7 +404,11 @@ impl Runner {
                     ),
                 }
             }
-            None => match TempDir::new() {
+            None => match tempfile::Builder::new()
+                .prefix("chaperone-conformance-")
+                .tempdir()
+            {
+                // The directory and the store in it go when `dir` drops.
                 Ok(dir) => self.run_on(&scenario, &dir.path().join("scenario.db")),
                 Err(e) => (
                     0,
@@ -424,7 +427,7 @@ impl Runner {
     /// Runs an already checked scenario on a fresh store at `db`.
     fn run_on(&mut self, scenario: &Scenario, db: &Path) -> (usize, Option<Failure>) {
         if self.runtime.is_none() {
-            match crate::runtime::Runtime::new(self.options.limits.clone()) {
+            match chaperone_runtime::Runtime::new(self.options.limits.clone()) {
                 Ok(runtime) => self.runtime = Some(runtime),
                 Err(e) => return (0, Some(Failure::host(None, e.to_string()))),
             }
@@ -473,8 +476,8 @@ fn fresh(db: &Path) -> io::Result<()> {
     }
     let mut files = vec![
         db.to_path_buf(),
-        crate::audit::keys::private_key_path(db),
-        crate::audit::keys::public_key_path(db),
+        chaperone_log::keys::private_key_path(db),
+        chaperone_log::keys::public_key_path(db),
     ];
     for suffix in ["-wal", "-shm", "-journal"] {
         let mut path = db.as_os_str().to_owned();
@@ -488,46 +491,6 @@ fn fresh(db: &Path) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> io::Result<TempDir> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let base = std::env::temp_dir();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let mut last = None;
-        for _ in 0..64 {
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = base.join(format!(
-                "chaperone-conformance-{}-{nanos:x}-{n}",
-                std::process::id()
-            ));
-            match fs::create_dir(&path) {
-                Ok(()) => return Ok(TempDir(path)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("no free temporary directory name")))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.0) {
-            tracing::warn!(dir = %self.0.display(), error = %e, "cannot remove a scenario's temporary store");
-        }
-    }
 }
 
 #[cfg(test)]

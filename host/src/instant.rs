@@ -1,8 +1,7 @@
 //! Instants: milliseconds since the Unix epoch (UTC), as the policy
 //! interface carries them, and their RFC 3339 text form.
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use chrono::{DateTime, SecondsFormat, Utc};
 
 /// An RFC 3339 timestamp that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -13,45 +12,26 @@ pub struct InstantError {
 
 /// Parses RFC 3339 text into milliseconds since the Unix epoch.
 pub fn parse(text: &str) -> Result<i64, InstantError> {
-    let error = || InstantError {
-        text: text.chars().take(64).collect(),
-    };
-    let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| error())?;
-    i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).map_err(|_| error())
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| InstantError {
+            text: text.chars().take(64).collect(),
+        })
 }
 
 /// Formats milliseconds since the Unix epoch as RFC 3339 in UTC, with
 /// fractional seconds only when there are any (`2026-01-06T09:00:00Z`).
 pub fn format(ms: i64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => {
-            let (date, time) = (t.date(), t.time());
-            let millis = time.millisecond();
-            let base = format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-                date.year(),
-                u8::from(date.month()),
-                date.day(),
-                time.hour(),
-                time.minute(),
-                time.second()
-            );
-            if millis == 0 {
-                format!("{base}Z")
-            } else {
-                format!("{base}.{millis:03}Z")
-            }
-        }
-        Err(_) => format!("@{ms}ms"),
+    match DateTime::<Utc>::from_timestamp_millis(ms) {
+        Some(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        None => format!("@{ms}ms"),
     }
 }
 
 /// The current time, read from the system clock. Only the host reads a
 /// clock; policies get `now` in the request.
 pub fn now() -> i64 {
-    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    i64::try_from(nanos).unwrap_or(i64::MAX)
+    Utc::now().timestamp_millis()
 }
 
 #[cfg(test)]

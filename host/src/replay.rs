@@ -8,11 +8,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::audit::{DecisionRecord, Verdict as RecordVerdict};
-use crate::runtime::{PolicyModule, Runtime, wit};
+use chaperone_log::{DecisionRecord, Verdict as RecordVerdict};
+use chaperone_model as model;
+use chaperone_runtime::{ModuleDigest, PolicyModule, Runtime};
+use chaperone_store::{Storage, StoreError};
+
 use crate::service::HOST_POLICY_ERROR;
-use crate::state;
-use crate::store::Store;
 
 /// One record whose replayed decision differs from the recorded one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -40,35 +41,31 @@ pub struct ReplayReport {
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// The store could not be read.
-    #[error("cannot read the store: {0}")]
-    Store(String),
+    #[error("cannot read the store")]
+    Store(#[from] StoreError),
 }
 
 /// Replays the records of one account, or of every account.
 pub fn replay(
-    store: &Store,
+    store: &dyn Storage,
     runtime: &Runtime,
     account: Option<&str>,
 ) -> Result<ReplayReport, ReplayError> {
     let accounts = match account {
         Some(account) => vec![account.to_string()],
-        None => store
-            .accounts()
-            .map_err(|e| ReplayError::Store(e.to_string()))?,
+        None => store.accounts()?,
     };
     let mut report = ReplayReport::default();
     let mut modules: HashMap<String, Result<Arc<PolicyModule>, String>> = HashMap::new();
     for account in accounts {
-        let records = store
-            .records(&account)
-            .map_err(|e| ReplayError::Store(e.to_string()))?;
-        for stored in records {
+        // One record at a time: an account's history can be long.
+        store.scan_records(&account, &mut |stored| {
             let record = &stored.record;
             let (Some(policy), Some(input), Some(decision)) =
                 (&record.policy, &record.input, &record.decision)
             else {
                 report.skipped += 1;
-                continue;
+                return Ok(());
             };
             report.replayed += 1;
             let module = modules
@@ -76,7 +73,7 @@ pub fn replay(
                 .or_insert_with(|| load(store, runtime, &policy.digest))
                 .clone();
             let outcome = module.and_then(|module| {
-                let request: wit::Request = serde_json::from_value(input.clone())
+                let request: model::Request = serde_json::from_value(input.clone())
                     .map_err(|e| format!("the recorded input cannot be read: {e}"))?;
                 Ok(runtime.evaluate(&module, &request))
             });
@@ -97,18 +94,18 @@ pub fn replay(
                     reason,
                 });
             }
-        }
+            Ok(())
+        })?;
     }
     Ok(report)
 }
 
-fn load(store: &Store, runtime: &Runtime, digest: &str) -> Result<Arc<PolicyModule>, String> {
-    let owned = digest.to_string();
+fn load(store: &dyn Storage, runtime: &Runtime, digest: &str) -> Result<Arc<PolicyModule>, String> {
     let bytes = store
-        .read(move |conn| state::module_bytes(conn, &owned))
+        .module_bytes(digest)
         .map_err(|e| format!("cannot read module `{digest}`: {e}"))?
         .ok_or_else(|| format!("the store does not keep module `{digest}`"))?;
-    let actual = crate::runtime::ModuleDigest::of(&bytes);
+    let actual = ModuleDigest::of(&bytes);
     if actual.to_hex() != digest {
         return Err(format!(
             "the kept bytes of module `{digest}` have digest `{actual}`: the module was altered"
@@ -122,11 +119,11 @@ fn load(store: &Store, runtime: &Runtime, digest: &str) -> Result<Arc<PolicyModu
 fn differs(
     recorded: &DecisionRecord,
     recorded_effects: &Value,
-    now: &wit::Decision,
+    now: &model::Decision,
 ) -> Option<String> {
     let verdict = match now.verdict {
-        wit::Verdict::Allow => RecordVerdict::Allow,
-        wit::Verdict::Deny => RecordVerdict::Deny,
+        model::Verdict::Allow => RecordVerdict::Allow,
+        model::Verdict::Deny => RecordVerdict::Deny,
     };
     if verdict != recorded.verdict || now.rule != recorded.rule {
         return Some(format!(

@@ -7,17 +7,21 @@
 //! decision's effects → answer. A policy failure is a deny with rule
 //! `HOST-POLICY-ERROR`, audited like any other decision.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use serde_json::{Value, json};
+use chaperone_log::record::{MAX_ACCOUNT_LEN, valid_account};
+use chaperone_log::{ActorRef, DecisionRecord, PolicyRef, RecordDraft, Verdict as RecordVerdict};
+use chaperone_model::{Actor, Effect, Operation, Verdict};
+use chaperone_runtime::{Limits, PolicyModule, Runtime};
+use chaperone_store::{
+    AccountRead, DecisionCommit, KeptModule, NamedObject, Storage, Store, StoreError, SyncError,
+    WriteFailure,
+};
+use serde_json::Value;
 
-use crate::audit::{ActorRef, DecisionRecord, PolicyRef, RecordDraft, Verdict as RecordVerdict};
-use crate::runtime::wit;
-use crate::runtime::{Limits, PolicyModule, Runtime};
-use crate::state;
-use crate::store::{Store, WriteError, WriteTx};
+pub use chaperone_model::{AccountSpec, StateStep, UserSpec};
 
 pub mod request;
 
@@ -45,84 +49,9 @@ pub struct HostOptions {
 /// The host: a store, a runtime, and the module of each vendor id.
 #[derive(Clone)]
 pub struct Host {
-    store: Store,
+    store: Arc<dyn Storage>,
     runtime: Runtime,
     policies: Arc<RwLock<HashMap<String, Arc<PolicyModule>>>>,
-}
-
-/// A customer account as a state step gives it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AccountSpec {
-    /// The account id.
-    pub id: String,
-    /// The vendor id of its policy module.
-    pub policy: String,
-    /// Its plan.
-    pub plan: wit::Plan,
-    /// Its environments, in the order given.
-    pub environments: Vec<(String, wit::EnvironmentKind)>,
-    /// Initial settings (taken only when the account is created).
-    pub settings: BTreeMap<String, serde_json::Value>,
-    /// Its seat limit.
-    pub seat_limit: Option<u32>,
-}
-
-/// A customer user as a state step gives it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserSpec {
-    /// The user id, unique in the account.
-    pub id: String,
-    /// Email address.
-    pub email: String,
-    /// Role name.
-    pub role: String,
-    /// Integration id → access level.
-    pub access: BTreeMap<String, String>,
-    /// Rights.
-    pub rights: Vec<String>,
-}
-
-/// A change to the customer's own data, mirrored from the vendor's product.
-/// Not policy-evaluated; audited as kind `sync`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StateStep {
-    /// Create or update an account.
-    Account(AccountSpec),
-    /// Create or replace a user.
-    User {
-        /// The account.
-        account: String,
-        /// The user.
-        user: UserSpec,
-    },
-    /// Remove a user.
-    RemoveUser {
-        /// The account.
-        account: String,
-        /// The user id.
-        id: String,
-    },
-    /// Add an integration to an environment.
-    Integration {
-        /// The account.
-        account: String,
-        /// The environment id.
-        environment: String,
-        /// The integration id.
-        id: String,
-    },
-}
-
-impl StateStep {
-    /// The account the step concerns.
-    pub fn account(&self) -> &str {
-        match self {
-            StateStep::Account(spec) => &spec.id,
-            StateStep::User { account, .. }
-            | StateStep::RemoveUser { account, .. }
-            | StateStep::Integration { account, .. } => account,
-        }
-    }
 }
 
 /// A policy-evaluated operation on one account.
@@ -131,9 +60,9 @@ pub struct OperationRequest {
     /// The account.
     pub account: String,
     /// Who asks.
-    pub actor: wit::Actor,
+    pub actor: Actor,
     /// What, with its parameters (object ids, not names).
-    pub operation: wit::Operation,
+    pub operation: Operation,
     /// The request as the caller gave it; recorded verbatim.
     pub given: serde_json::Value,
 }
@@ -142,7 +71,7 @@ pub struct OperationRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// Allow or deny.
-    pub verdict: wit::Verdict,
+    pub verdict: Verdict,
     /// The rule that decided.
     pub rule: String,
     /// The explanation.
@@ -164,7 +93,7 @@ pub struct Outcome {
 impl Outcome {
     /// Whether it was allowed.
     pub fn allowed(&self) -> bool {
-        self.verdict == wit::Verdict::Allow
+        self.verdict == Verdict::Allow
     }
 }
 
@@ -210,17 +139,17 @@ pub enum ServiceError {
         /// The vendor id.
         vendor: String,
         /// Why.
-        source: crate::runtime::LoadError,
+        source: chaperone_runtime::LoadError,
     },
     /// The sandbox could not be set up.
     #[error(transparent)]
-    Runtime(#[from] crate::runtime::RuntimeError),
+    Runtime(#[from] chaperone_runtime::RuntimeError),
     /// The request has the wrong shape.
     #[error(transparent)]
     Shape(#[from] ShapeError),
     /// The store failed; nothing was recorded and nothing changed.
     #[error("the store failed, nothing changed: {0}")]
-    Store(String),
+    Store(#[source] StoreError),
     /// The account kept changing under the operation.
     #[error("account `{0}` changed concurrently too often; try again")]
     Contended(String),
@@ -232,11 +161,11 @@ const MAX_ATTEMPTS: usize = 16;
 
 /// A decision about to be recorded: the policy's, or the host's own.
 struct Decided {
-    verdict: wit::Verdict,
+    verdict: Verdict,
     rule: String,
     message: String,
     rules: Vec<String>,
-    effects: Vec<wit::Effect>,
+    effects: Vec<Effect>,
     /// The module that decided and the exact input it was given; `None`
     /// when the host decided without running the policy.
     policy: Option<(Arc<PolicyModule>, Value)>,
@@ -245,7 +174,7 @@ struct Decided {
 impl Decided {
     fn host(rule: &str, message: String) -> Self {
         Decided {
-            verdict: wit::Verdict::Deny,
+            verdict: Verdict::Deny,
             rule: rule.into(),
             message,
             rules: Vec::new(),
@@ -255,50 +184,42 @@ impl Decided {
     }
 }
 
-/// A write job's own failure.
-#[derive(Debug, thiserror::Error)]
-enum JobError {
-    /// The chain head moved since the snapshot: evaluate again.
-    #[error("the account changed since its snapshot was read")]
-    Stale,
-    #[error(transparent)]
-    Service(ServiceError),
-}
-
-impl From<rusqlite::Error> for JobError {
-    fn from(e: rusqlite::Error) -> Self {
-        JobError::Service(ServiceError::Store(e.to_string()))
-    }
-}
-
-impl From<crate::audit::AuditError> for JobError {
-    fn from(e: crate::audit::AuditError) -> Self {
-        JobError::Service(ServiceError::Store(e.to_string()))
-    }
-}
-
-fn store_error(e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::Store(e.to_string())
-}
-
-fn write_error(e: WriteError<JobError>) -> Result<(), ServiceError> {
-    match e {
-        WriteError::Job(JobError::Service(e)) => Err(e),
-        WriteError::Job(JobError::Stale) => Ok(()),
-        other => Err(store_error(other)),
+impl From<SyncError> for ServiceError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::UnknownAccount(account) => ServiceError::UnknownAccount(account),
+            SyncError::UnknownUser { account, id } => ServiceError::UnknownUser { account, id },
+            SyncError::UnknownEnvironment {
+                account,
+                environment,
+            } => ServiceError::UnknownEnvironment {
+                account,
+                environment,
+            },
+            SyncError::PolicyChange {
+                account,
+                existing,
+                given,
+            } => ServiceError::PolicyChange {
+                account,
+                existing,
+                given,
+            },
+            SyncError::Store(e) => ServiceError::Store(e),
+        }
     }
 }
 
 impl Host {
-    /// Opens (or creates) the store at `path` and registers the built-in
-    /// modules, then `options.policies`.
+    /// Opens (or creates) the SQLite store at `path` and registers the
+    /// built-in modules, then `options.policies`.
     pub fn open(path: impl AsRef<Path>, options: HostOptions) -> Result<Host, ServiceError> {
-        let store = Store::open(path).map_err(store_error)?;
-        Host::with_store(store, options)
+        let store = Store::open(path).map_err(ServiceError::Store)?;
+        Host::with_store(Arc::new(store), options)
     }
 
-    /// A host over an open store.
-    pub fn with_store(store: Store, options: HostOptions) -> Result<Host, ServiceError> {
+    /// A host over an open store (any implementation of [`Storage`]).
+    pub fn with_store(store: Arc<dyn Storage>, options: HostOptions) -> Result<Host, ServiceError> {
         let runtime = match options.runtime {
             Some(runtime) => runtime,
             None => Runtime::new(options.limits)?,
@@ -318,8 +239,8 @@ impl Host {
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn Storage {
+        self.store.as_ref()
     }
 
     /// The runtime.
@@ -362,8 +283,7 @@ impl Host {
     /// Applies a state step at `at` (ms), recording it as `sync` in the
     /// step's account chain. Returns the record's sequence number.
     pub fn sync(&self, at: i64, step: StateStep, given: Value) -> Result<u64, ServiceError> {
-        let account = step.account().to_string();
-        if !crate::audit::record::valid_account(&account) {
+        if !valid_account(step.account()) {
             return Err(ServiceError::Shape(ShapeError {
                 field: if matches!(step, StateStep::Account(_)) {
                     "id"
@@ -371,73 +291,15 @@ impl Host {
                     "account"
                 }
                 .into(),
-                problem:
-                    "must be 1 to 128 printable ASCII characters other than space, `\"` and `\\`"
-                        .into(),
+                problem: format!(
+                    "must be 1 to {MAX_ACCOUNT_LEN} printable ASCII characters other than space, `\"` and `\\`"
+                ),
             }));
         }
         if let StateStep::Account(spec) = &step {
             self.policy(&spec.policy)?;
         }
-        let result = self
-            .store
-            .write(move |tx: &mut WriteTx<'_>| -> Result<u64, JobError> {
-                let conn = tx.conn();
-                let existing = state::account(conn, &account)?;
-                let change = match &step {
-                    StateStep::Account(spec) => {
-                        if let Some(existing) =
-                            existing.as_ref().filter(|e| e.policy != spec.policy)
-                        {
-                            return Err(JobError::Service(ServiceError::PolicyChange {
-                                account: account.clone(),
-                                existing: existing.policy.clone(),
-                                given: spec.policy.clone(),
-                            }));
-                        }
-                        state::upsert_account(conn, spec)?
-                    }
-                    _ if existing.is_none() => {
-                        return Err(JobError::Service(ServiceError::UnknownAccount(
-                            account.clone(),
-                        )));
-                    }
-                    StateStep::User { user, .. } => state::upsert_user(conn, &account, user)?,
-                    StateStep::RemoveUser { id, .. } => state::remove_user(conn, &account, id)?
-                        .ok_or_else(|| {
-                            JobError::Service(ServiceError::UnknownUser {
-                                account: account.clone(),
-                                id: id.clone(),
-                            })
-                        })?,
-                    StateStep::Integration {
-                        environment, id, ..
-                    } => state::add_integration(conn, &account, environment, id)?.ok_or_else(
-                        || {
-                            JobError::Service(ServiceError::UnknownEnvironment {
-                                account: account.clone(),
-                                environment: environment.clone(),
-                            })
-                        },
-                    )?,
-                };
-                let appended = tx.append(&RecordDraft {
-                    account: account.clone(),
-                    time_ms: at,
-                    kind: "sync".into(),
-                    actor: None,
-                    request: given,
-                    decision: None,
-                    effects: json!([change]),
-                    policy: None,
-                    input: None,
-                })?;
-                Ok(appended.seq.get())
-            });
-        result.map_err(|e| match e {
-            WriteError::Job(JobError::Service(e)) => e,
-            other => store_error(other),
-        })
+        Ok(self.store.sync(at, &step, given)?.seq.get())
     }
 
     /// Evaluates and applies one policy-evaluated operation at `at` (ms):
@@ -445,16 +307,19 @@ impl Host {
     /// effects. A denial is an `Ok` outcome; an `Err` means nothing was
     /// recorded and nothing changed.
     pub fn execute(&self, at: i64, request: OperationRequest) -> Result<Outcome, ServiceError> {
-        let request = Arc::new(request);
         for _ in 0..MAX_ATTEMPTS {
-            let (row, head, decided) = self.decide(at, &request)?;
-            let job_request = request.clone();
-            let result = self.store.write(move |tx: &mut WriteTx<'_>| {
-                record_decision(tx, at, &row, head, &job_request, decided)
-            });
-            match result {
-                Ok(outcome) => return Ok(outcome),
-                Err(e) => write_error(e)?,
+            let (read, decided) = self.decide(at, &request)?;
+            let (commit, outcome) = prepare(at, &read, &request, decided);
+            match self.store.commit_decision(commit) {
+                Ok(committed) => {
+                    return Ok(Outcome {
+                        created: committed.created,
+                        seq: committed.appended.seq.get(),
+                        ..outcome
+                    });
+                }
+                Err(WriteFailure::Stale) => continue,
+                Err(WriteFailure::Store(e)) => return Err(ServiceError::Store(e)),
             }
         }
         Err(ServiceError::Contended(request.account.clone()))
@@ -465,62 +330,52 @@ impl Host {
         &self,
         at: i64,
         request: &OperationRequest,
-    ) -> Result<(state::AccountRow, Option<u64>, Decided), ServiceError> {
-        let account = request.account.clone();
+    ) -> Result<(AccountRead, Decided), ServiceError> {
         let named = named_object(&request.operation);
-        let (row, head, owner, snapshot) = self
+        let AccountRead {
+            snapshot,
+            head,
+            named_owner,
+        } = self
             .store
-            .read(move |conn| {
-                let Some(row) = state::account(conn, &account)? else {
-                    return Ok(None);
-                };
-                let head = crate::audit::read::head(conn, &account)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?
-                    .map(|h| h.seq.get());
-                let owner = match &named {
-                    Some(Named::Grant(id)) => state::grant_account(conn, id)?,
-                    Some(Named::ServiceAccount(id)) => state::service_account_account(conn, id)?,
-                    None => None,
-                };
-                let snapshot = state::snapshot(conn, &row, at)?;
-                Ok(Some((row, head, owner, snapshot)))
-            })
-            .map_err(store_error)?
+            .read_account(&request.account, at, named.as_ref())
+            .map_err(ServiceError::Store)?
             .ok_or_else(|| ServiceError::UnknownAccount(request.account.clone()))?;
-        let module = self.policy(&row.policy)?;
+        let module = self.policy(&snapshot.policy)?;
         let handled = match &request.operation {
-            wit::Operation::Custom(custom) => module.handles_custom(&custom.name),
-            operation => module.handles(operation_kind(operation)),
+            Operation::Custom(custom) => module.handles_custom(&custom.name),
+            operation => module.handles(operation.kind()),
         };
-        let decided = if !handled {
-            Decided::host(
-                HOST_UNSUPPORTED,
-                format!(
-                    "the `{}` module does not handle `{}`",
-                    row.policy,
-                    record_kind(&request.operation)
-                ),
-            )
-        } else if owner.is_some_and(|owner| owner != row.id) {
-            Decided::host(
-                HOST_ISOLATION,
-                format!(
-                    "{} belongs to another account, not to `{}`",
-                    named_object(&request.operation)
-                        .map(|n| n.describe())
-                        .unwrap_or_default(),
-                    row.id
-                ),
-            )
+        let (snapshot, decided) = if !handled {
+            let message = format!(
+                "the `{}` module does not handle `{}`",
+                snapshot.policy,
+                request.operation.record_kind()
+            );
+            (snapshot, Decided::host(HOST_UNSUPPORTED, message))
+        } else if named_owner
+            .as_ref()
+            .is_some_and(|owner| *owner != snapshot.id)
+        {
+            let message = format!(
+                "{} belongs to another account, not to `{}`",
+                named.as_ref().map(describe_named).unwrap_or_default(),
+                snapshot.id
+            );
+            (snapshot, Decided::host(HOST_ISOLATION, message))
         } else {
-            let input = wit::Request {
+            let input = chaperone_model::Request {
                 operation: request.operation.clone(),
                 actor: request.actor.clone(),
                 account: snapshot,
                 now: at,
             };
-            let recorded_input = serde_json::to_value(&input).map_err(store_error)?;
-            match self.runtime.evaluate(&module, &input) {
+            let recorded_input = serde_json::to_value(&input).map_err(|e| {
+                ServiceError::Store(StoreError::Aborted(format!(
+                    "the policy's input is not JSON: {e}"
+                )))
+            })?;
+            let decided = match self.runtime.evaluate(&module, &input) {
                 Ok(evaluation) => Decided {
                     verdict: evaluation.decision.verdict,
                     rule: evaluation.decision.rule,
@@ -530,222 +385,144 @@ impl Host {
                     policy: Some((module, recorded_input)),
                 },
                 Err(error) => {
-                    tracing::warn!(account = %row.id, digest = %module.digest(), %error, "policy failed; denying");
+                    tracing::warn!(account = %input.account.id, digest = %module.digest(), %error, "policy failed; denying");
                     Decided {
                         policy: Some((module, recorded_input)),
                         ..Decided::host(HOST_POLICY_ERROR, error.to_string())
                     }
                 }
-            }
+            };
+            (input.account, decided)
         };
-        Ok((row, head, decided))
+        let read = AccountRead {
+            snapshot,
+            head,
+            named_owner,
+        };
+        Ok((read, decided))
     }
 
     /// Sweeps every account at `at`: one `expire` record per grant that has
     /// expired and has none yet. Returns how many were recorded.
     pub fn tick(&self, at: i64) -> Result<usize, ServiceError> {
-        let result = self
-            .store
-            .write(move |tx: &mut WriteTx<'_>| -> Result<usize, JobError> {
-                let due = state::due_expiries(tx.conn(), None, at)?;
-                record_expiries(tx, at, &due)?;
-                Ok(due.len())
-            });
-        result.map_err(|e| match e {
-            WriteError::Job(JobError::Service(e)) => e,
-            other => store_error(other),
-        })
+        self.store.sweep_expiries(at).map_err(ServiceError::Store)
     }
 }
 
-/// The write half of an operation, on the writer thread: re-check the
-/// chain head, sweep expiries on `act`, keep the module, apply the effects,
-/// append the record — all in one transaction.
-fn record_decision(
-    tx: &mut WriteTx<'_>,
+/// The commit of a decision and the outcome it will have once recorded
+/// (its `seq` and created id filled in then). The actor's email comes from
+/// the snapshot the decision was made on.
+fn prepare(
     at: i64,
-    row: &state::AccountRow,
-    head: Option<u64>,
+    read: &AccountRead,
     request: &OperationRequest,
     decided: Decided,
-) -> Result<Outcome, JobError> {
-    let current = tx.head(&row.id)?.map(|h| h.seq.get());
-    if current != head {
-        return Err(JobError::Stale);
-    }
-    if matches!(request.operation, wit::Operation::Act(_)) {
-        let due = state::due_expiries(tx.conn(), Some(&row.id), at)?;
-        record_expiries(tx, at, &due)?;
-    }
-    let mut effects = Vec::new();
-    let mut created = None;
+) -> (DecisionCommit, Outcome) {
+    let account = &read.snapshot;
+    let allowed = decided.verdict == Verdict::Allow;
     let mut expires_at = None;
     let mut rights = None;
     let mut description = None;
-    if decided.verdict == wit::Verdict::Allow {
+    if allowed {
         for effect in &decided.effects {
-            let applied = state::apply(tx.conn(), &row.id, &request.actor, at, effect)?;
             match effect {
-                wit::Effect::CreateGrant(g) => expires_at = g.expires_at,
-                wit::Effect::UpdateGrant(u) => expires_at = u.expires_at,
-                wit::Effect::CreateServiceAccount(s) => {
+                Effect::CreateGrant(g) => expires_at = g.expires_at,
+                Effect::UpdateGrant(u) => expires_at = u.expires_at,
+                Effect::CreateServiceAccount(s) => {
                     rights = Some(s.rights.clone());
                     description = Some(s.description.clone());
                 }
                 _ => {}
             }
-            if created.is_none() {
-                created = applied.created.clone();
-            }
-            effects.push(applied.record);
         }
     }
-    let policy = match &decided.policy {
-        Some((module, _)) => {
-            let digest = module.digest().to_hex();
+    let (policy, module, input) = match decided.policy {
+        Some((module, input)) => {
             let description = module.description();
-            if !state::has_module(tx.conn(), &digest)? {
-                state::keep_module(
-                    tx.conn(),
-                    &digest,
-                    &description.vendor,
-                    &description.version,
-                    module.bytes(),
-                    at,
-                )?;
-            }
-            Some(PolicyRef {
-                digest,
-                vendor: description.vendor.clone(),
-                version: description.version.clone(),
-            })
+            let digest = module.digest().to_hex();
+            (
+                Some(PolicyRef {
+                    digest: digest.clone(),
+                    vendor: description.vendor.clone(),
+                    version: description.version.clone(),
+                }),
+                Some(KeptModule {
+                    digest,
+                    vendor: description.vendor.clone(),
+                    version: description.version.clone(),
+                    bytes: module.shared_bytes(),
+                }),
+                Some(input),
+            )
         }
-        None => None,
+        None => (None, None, None),
     };
     let actor = match &request.actor {
-        wit::Actor::User(id) => ActorRef::User {
+        Actor::User(id) => ActorRef::User {
             id: id.clone(),
-            email: state::user_email(tx.conn(), &row.id, id)?,
+            email: account
+                .users
+                .iter()
+                .find(|u| &u.id == id)
+                .map(|u| u.email.clone()),
         },
-        wit::Actor::Agent(email) => ActorRef::Agent {
+        Actor::Agent(email) => ActorRef::Agent {
             email: email.clone(),
         },
     };
-    let appended = tx.append(&RecordDraft {
-        account: row.id.clone(),
-        time_ms: at,
-        kind: record_kind(&request.operation),
-        actor: Some(actor),
-        request: request.given.clone(),
-        decision: Some(DecisionRecord {
-            verdict: match decided.verdict {
-                wit::Verdict::Allow => RecordVerdict::Allow,
-                wit::Verdict::Deny => RecordVerdict::Deny,
-            },
-            rule: decided.rule.clone(),
-            message: decided.message.clone(),
-            rules: decided.rules.clone(),
-        }),
-        effects: Value::Array(effects),
-        policy,
-        input: decided.policy.map(|(_, input)| input),
-    })?;
-    Ok(Outcome {
+    let commit = DecisionCommit {
+        record: RecordDraft {
+            account: account.id.clone(),
+            time_ms: at,
+            kind: request.operation.record_kind(),
+            actor: Some(actor),
+            request: request.given.clone(),
+            decision: Some(DecisionRecord {
+                verdict: match decided.verdict {
+                    Verdict::Allow => RecordVerdict::Allow,
+                    Verdict::Deny => RecordVerdict::Deny,
+                },
+                rule: decided.rule.clone(),
+                message: decided.message.clone(),
+                rules: decided.rules.clone(),
+            }),
+            effects: Value::Null,
+            policy,
+            input,
+        },
+        expected_head: read.head,
+        sweep_expiries: matches!(request.operation, Operation::Act(_)),
+        actor: request.actor.clone(),
+        effects: if allowed { decided.effects } else { Vec::new() },
+        module,
+    };
+    let outcome = Outcome {
         verdict: decided.verdict,
         rule: decided.rule,
         message: decided.message,
         rules: decided.rules,
-        created,
+        created: None,
         expires_at,
         rights,
         description,
-        seq: appended.seq.get(),
-    })
+        seq: 0,
+    };
+    (commit, outcome)
 }
 
-fn record_expiries(
-    tx: &mut WriteTx<'_>,
-    at: i64,
-    due: &[state::DueExpiry],
-) -> Result<(), JobError> {
-    for expiry in due {
-        state::mark_expire_recorded(tx.conn(), &expiry.grant)?;
-        tx.append(&RecordDraft {
-            account: expiry.account.clone(),
-            time_ms: at,
-            kind: "expire".into(),
-            actor: None,
-            request: json!({"grant": expiry.grant}),
-            decision: None,
-            effects: json!([{"expire_grant": {"id": expiry.grant, "expires_at": expiry.expires_at}}]),
-            policy: None,
-            input: None,
-        })?;
-    }
-    Ok(())
-}
-
-/// An object a request names by id.
-enum Named {
-    Grant(String),
-    ServiceAccount(String),
-}
-
-impl Named {
-    fn describe(&self) -> String {
-        match self {
-            Named::Grant(id) => format!("grant `{id}`"),
-            Named::ServiceAccount(id) => format!("service account `{id}`"),
-        }
+fn describe_named(named: &NamedObject) -> String {
+    match named {
+        NamedObject::Grant(id) => format!("grant `{id}`"),
+        NamedObject::ServiceAccount(id) => format!("service account `{id}`"),
     }
 }
 
-fn named_object(operation: &wit::Operation) -> Option<Named> {
+fn named_object(operation: &Operation) -> Option<NamedObject> {
     match operation {
-        wit::Operation::Modify(m) => Some(Named::Grant(m.grant.clone())),
-        wit::Operation::Revoke(id) => Some(Named::Grant(id.clone())),
-        wit::Operation::SetRights(r) => Some(Named::ServiceAccount(r.service_account.clone())),
-        wit::Operation::RemoveServiceAccount(id) => Some(Named::ServiceAccount(id.clone())),
+        Operation::Modify(m) => Some(NamedObject::Grant(m.grant.clone())),
+        Operation::Revoke(id) => Some(NamedObject::Grant(id.clone())),
+        Operation::SetRights(r) => Some(NamedObject::ServiceAccount(r.service_account.clone())),
+        Operation::RemoveServiceAccount(id) => Some(NamedObject::ServiceAccount(id.clone())),
         _ => None,
-    }
-}
-
-/// The kind of an operation's audit record: its name, or `custom.<name>`.
-pub fn record_kind(operation: &wit::Operation) -> String {
-    match operation {
-        wit::Operation::Custom(custom) => format!("custom.{}", custom.name),
-        other => operation_name(other).to_string(),
-    }
-}
-
-/// The kind `describe()` must list for an operation.
-pub fn operation_kind(operation: &wit::Operation) -> wit::OperationKind {
-    match operation {
-        wit::Operation::SetSetting(_) => wit::OperationKind::SetSetting,
-        wit::Operation::Grant(_) => wit::OperationKind::Grant,
-        wit::Operation::Modify(_) => wit::OperationKind::Modify,
-        wit::Operation::Revoke(_) => wit::OperationKind::Revoke,
-        wit::Operation::Invite(_) => wit::OperationKind::Invite,
-        wit::Operation::CreateServiceAccount => wit::OperationKind::CreateServiceAccount,
-        wit::Operation::SetRights(_) => wit::OperationKind::SetRights,
-        wit::Operation::RemoveServiceAccount(_) => wit::OperationKind::RemoveServiceAccount,
-        wit::Operation::Act(_) => wit::OperationKind::Act,
-        wit::Operation::Custom(_) => wit::OperationKind::Custom,
-    }
-}
-
-/// The operation's name: its `op` and its audit record's kind.
-pub fn operation_name(operation: &wit::Operation) -> &'static str {
-    match operation {
-        wit::Operation::SetSetting(_) => "set_setting",
-        wit::Operation::Grant(_) => "grant",
-        wit::Operation::Modify(_) => "modify",
-        wit::Operation::Revoke(_) => "revoke",
-        wit::Operation::Invite(_) => "invite",
-        wit::Operation::CreateServiceAccount => "create_service_account",
-        wit::Operation::SetRights(_) => "set_rights",
-        wit::Operation::RemoveServiceAccount(_) => "remove_service_account",
-        wit::Operation::Act(_) => "act",
-        wit::Operation::Custom(_) => "custom",
     }
 }

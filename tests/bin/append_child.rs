@@ -10,8 +10,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use chaperone::audit::AuditError;
-use chaperone::store::{ActorRef, DecisionRecord, RecordDraft, Store, Verdict};
+use chaperone_store::{ActorRef, DecisionRecord, RecordDraft, Store, StoreError, Verdict};
 use serde_json::json;
 
 fn main() -> ExitCode {
@@ -98,7 +97,7 @@ fn run(store: &Store, out: &Mutex<std::io::Stdout>, thread: u64, seed: u64) -> b
                 "INSERT INTO crash_state (account, seq) VALUES (?1, ?2)",
                 rusqlite_params(&account, appended.seq.to_i64()),
             )?;
-            Ok::<_, AuditError>((account, appended))
+            Ok::<_, StoreError>((account, appended))
         });
         let line = match result {
             Ok((account, appended)) => format!("ack {account} {} {}", appended.seq, appended.hash),

@@ -18,9 +18,10 @@ mod writes;
 
 use std::path::{Path, PathBuf};
 
-use chaperone::audit::keys;
-use chaperone::audit::verify::{self, Report, VerifyOptions};
-use chaperone::store::{ActorRef, DecisionRecord, PolicyRef, RecordDraft, Store, Verdict};
+use chaperone_log::keys;
+use chaperone_log::verify::Report;
+use chaperone_store::verify::{self, VerifyOptions};
+use chaperone_store::{ActorRef, DecisionRecord, PolicyRef, RecordDraft, Store, Verdict};
 use serde_json::json;
 
 /// A store in its own temporary directory.
@@ -138,7 +139,7 @@ pub fn append_many(store: &Store, account: &str, count: u64) {
             for n in start + 1..=start + count {
                 tx.append(&draft(&account, n))?;
             }
-            Ok::<_, chaperone::audit::AuditError>(())
+            Ok::<_, chaperone_store::StoreError>(())
         })
         .unwrap();
 }

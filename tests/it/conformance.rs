@@ -232,7 +232,7 @@ fn broken_scenarios_are_reported_with_file_step_and_field() {
         ("time-backwards", (Some(2), Some("at"))),
         ("undefined-name", (Some(3), Some("grant"))),
         ("unknown-op", (Some(2), Some("op"))),
-        ("wrong-type", (Some(3), Some("scope"))),
+        ("wrong-type", (Some(3), Some("environment"))),
     ]);
     let reports = run_all(&[tests_dir().join("scenarios-broken")], Options::default());
     let stems: BTreeSet<String> = reports

@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use chaperone::builtin;
-use chaperone::probe::{SAMPLE_NOW, sample_request};
-use chaperone::runtime::wit::{Action, Actor, Operation, OperationKind, Request, Verdict};
-use chaperone::runtime::{EntryPoint, EvalError, Limits, LoadError, Runtime};
+use chaperone_model::{Action, Actor, Operation, OperationKind, Request, Verdict};
+use chaperone_runtime::probe::{SAMPLE_NOW, sample_request};
+use chaperone_runtime::{EntryPoint, EvalError, Limits, LoadError, Runtime};
 use chaperone_tests::HOSTILE_WASM;
 
 const STOP_WITHIN: Duration = Duration::from_millis(100);
@@ -129,7 +129,7 @@ fn effect_on_an_unknown_target_breaks_the_contract() {
 fn the_sdks_message_limit_is_the_hosts() {
     assert_eq!(
         chaperone_sdk::MAX_MESSAGE_LEN,
-        chaperone::runtime::MAX_MESSAGE_LEN
+        chaperone_runtime::MAX_MESSAGE_LEN
     );
 }
 
@@ -332,7 +332,7 @@ fn modules_are_pinned_by_digest_and_compiled_once() {
     assert!(std::sync::Arc::ptr_eq(&first, &second));
     assert_eq!(
         first.digest(),
-        chaperone::runtime::ModuleDigest::of(builtin::CELIGO.bytes)
+        chaperone_runtime::ModuleDigest::of(builtin::CELIGO.bytes)
     );
     let xentral = runtime
         .load(builtin::XENTRAL.bytes)

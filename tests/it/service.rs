@@ -1,9 +1,9 @@
 //! The host's own rules (HOST-*), through the library API: every operation
 //! audited, failing policies fail closed, replay, isolation, expiry.
 
-use chaperone::runtime::wit::Verdict;
 use chaperone::service::{Host, HostOptions, Outcome, ParsedRequest, parse_request};
 use chaperone::{instant, replay};
+use chaperone_model::Verdict;
 use serde_json::{Value, json};
 
 struct Fixture {
@@ -292,8 +292,8 @@ fn host_replay_detects_kept_module_bytes_that_do_not_match_the_digest() {
         .unwrap_or_else(|e| unreachable!("{e}"));
     assert!(report.mismatches.is_empty());
     // Swap the kept module's bytes behind the host's back.
-    let conn =
-        rusqlite::Connection::open(f.host.store().path()).unwrap_or_else(|e| unreachable!("{e}"));
+    let conn = rusqlite::Connection::open(f._dir.path().join("store.db"))
+        .unwrap_or_else(|e| unreachable!("{e}"));
     conn.execute(
         "UPDATE modules SET bytes = ?1",
         [chaperone::builtin::XENTRAL.bytes],

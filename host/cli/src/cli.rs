@@ -77,7 +77,7 @@ pub fn exit(ok: bool) -> ExitCode {
 /// refused before it is read into memory.
 pub fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
-    let limit = chaperone::runtime::Limits::default().module_bytes;
+    let limit = chaperone_runtime::Limits::default().module_bytes;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     let mut bytes = Vec::new();

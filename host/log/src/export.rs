@@ -10,12 +10,11 @@
 //! {"type":"proof","account":"acme","leaf_index":0,"tree_size":3,"path":["<hex>",...]}
 //! ```
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use rusqlite::Connection;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::chain::{ChainHash, Seq};
 use super::checkpoint::{self, Checkpoint};
@@ -31,127 +30,75 @@ pub const EXPORT_FORMAT: &str = "chaperone-audit-export";
 /// The export format version.
 pub const EXPORT_VERSION: u64 = 1;
 
-/// What an export wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExportSummary {
-    /// Record lines written.
-    pub records: u64,
-    /// Whether a checkpoint line was written.
-    pub checkpoint: bool,
-    /// Whether an inclusion proof line was written.
-    pub proof: bool,
+/// The export's first line: `{"type":"header","format":...,"version":1,
+/// "account":A,"records":N}` (members in this order, no newline).
+pub fn header_line(account: &str, records: u64) -> String {
+    let mut out = Vec::with_capacity(96 + account.len());
+    out.extend_from_slice(b"{\"type\":\"header\",\"format\":");
+    crate::record::write_str(&mut out, EXPORT_FORMAT);
+    out.extend_from_slice(format!(",\"version\":{EXPORT_VERSION},\"account\":").as_bytes());
+    crate::record::write_str(&mut out, account);
+    out.extend_from_slice(format!(",\"records\":{records}}}").as_bytes());
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Errors writing an export.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    /// Reading the store failed.
-    #[error("reading the store failed")]
-    Query(#[from] rusqlite::Error),
-    /// Writing the export failed.
-    #[error("writing the export failed")]
-    Write(#[from] std::io::Error),
-}
-
-/// Writes `account`'s chain, the latest checkpoint and the inclusion proof of
-/// the account's head in it, from one consistent read of the store. Records
-/// are written as stored, whatever their state. `progress` is called with
-/// the number of records written so far, every 4096 records.
-pub fn export(
-    conn: &Connection,
-    account: &str,
-    out: &mut dyn Write,
-    progress: &dyn Fn(u64),
-) -> Result<ExportSummary, ExportError> {
-    super::read::in_snapshot(conn, || export_in_tx(conn, account, out, progress))
-}
-
-fn export_in_tx(
-    conn: &Connection,
-    account: &str,
-    out: &mut dyn Write,
-    progress: &dyn Fn(u64),
-) -> Result<ExportSummary, ExportError> {
-    let count = super::read::count(conn, Some(account))?;
-    let header = json!({
-        "type": "header",
-        "format": EXPORT_FORMAT,
-        "version": EXPORT_VERSION,
-        "account": account,
-        "records": count,
-    });
-    writeln!(out, "{header}")?;
-
-    let mut summary = ExportSummary {
-        records: 0,
-        checkpoint: false,
-        proof: false,
-    };
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, hash, bytes FROM audit_records WHERE account = ?1 ORDER BY seq",
-    )?;
-    let mut rows = stmt.query([account])?;
-    let mut line = Vec::with_capacity(4096);
-    while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        let hash = blob(row.get_ref(1)?);
-        let bytes = blob(row.get_ref(2)?);
-        line.clear();
-        line.extend_from_slice(b"{\"type\":\"record\",\"seq\":");
-        line.extend_from_slice(seq.to_string().as_bytes());
-        line.extend_from_slice(b",\"hash\":\"");
-        line.extend_from_slice(hex::encode(hash).as_bytes());
-        line.extend_from_slice(b"\",\"bytes\":\"");
-        line.extend_from_slice(BASE64.encode(bytes).as_bytes());
-        line.extend_from_slice(b"\",\"record\":");
-        // The record's bytes are JSON: embed them as they are.
-        let embeddable = !bytes.contains(&b'\n')
-            && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
-        if embeddable {
-            line.extend_from_slice(bytes);
-        } else {
-            line.extend_from_slice(b"null");
-        }
-        line.extend_from_slice(b"}\n");
-        out.write_all(&line)?;
-        summary.records += 1;
-        if summary.records.is_multiple_of(4096) {
-            progress(summary.records);
-        }
+/// Appends one record line to `out`, newline included:
+/// `{"type":"record","seq":S,"hash":HEX,"bytes":BASE64,"record":R}`, where
+/// `R` is the bytes themselves when they are JSON on one line (always, for a
+/// record the log wrote), else `null`.
+pub fn push_record_line(out: &mut Vec<u8>, seq: i64, hash: &[u8], bytes: &[u8]) {
+    out.extend_from_slice(b"{\"type\":\"record\",\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"hash\":\"");
+    out.extend_from_slice(hex::encode(hash).as_bytes());
+    out.extend_from_slice(b"\",\"bytes\":\"");
+    out.extend_from_slice(BASE64.encode(bytes).as_bytes());
+    out.extend_from_slice(b"\",\"record\":");
+    // The record's bytes are JSON: embed them as they are.
+    let embeddable =
+        !bytes.contains(&b'\n') && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+    if embeddable {
+        out.extend_from_slice(bytes);
+    } else {
+        out.extend_from_slice(b"null");
     }
-    progress(summary.records);
-
-    if let Some(stored) = checkpoint::latest(conn)? {
-        writeln!(
-            out,
-            "{}",
-            json!({"type": "checkpoint", "note": stored.note})
-        )?;
-        summary.checkpoint = true;
-        if let Ok(cp) = Checkpoint::parse_unverified(&stored.note)
-            && let Some(proof) = cp.inclusion_proof(account)
-        {
-            let path: Vec<String> = proof.path.iter().map(TreeHash::to_hex).collect();
-            let line = json!({
-                "type": "proof",
-                "account": account,
-                "leaf_index": proof.index.0,
-                "tree_size": proof.size.0,
-                "path": path,
-            });
-            writeln!(out, "{line}")?;
-            summary.proof = true;
-        }
-    }
-    out.flush()?;
-    Ok(summary)
+    out.extend_from_slice(b"}\n");
 }
 
-fn blob(value: rusqlite::types::ValueRef<'_>) -> &[u8] {
-    match value {
-        rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => b,
-        _ => &[],
+/// The checkpoint line: `{"type":"checkpoint","note":NOTE}` (no newline).
+pub fn checkpoint_line(note: &str) -> String {
+    let mut out = Vec::with_capacity(40 + note.len());
+    out.extend_from_slice(b"{\"type\":\"checkpoint\",\"note\":");
+    crate::record::write_str(&mut out, note);
+    out.push(b'}');
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The proof line of `account`'s head in `checkpoint`, if the checkpoint
+/// names it: `{"type":"proof","account":A,"leaf_index":M,"tree_size":T,
+/// "path":[HEX,...]}` (no newline).
+pub fn proof_line(checkpoint: &Checkpoint, account: &str) -> Option<String> {
+    let proof = checkpoint.inclusion_proof(account)?;
+    let mut out = Vec::with_capacity(96 + account.len() + 67 * proof.path.len());
+    out.extend_from_slice(b"{\"type\":\"proof\",\"account\":");
+    crate::record::write_str(&mut out, account);
+    out.extend_from_slice(
+        format!(
+            ",\"leaf_index\":{},\"tree_size\":{},\"path\":[",
+            proof.index.0, proof.size.0
+        )
+        .as_bytes(),
+    );
+    for (i, hash) in proof.path.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(hash.to_hex().as_bytes());
+        out.push(b'"');
     }
+    out.extend_from_slice(b"]}");
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Reads an export's lines: the record lines as rows for the chain check,

@@ -4,7 +4,7 @@
 //! something the host applies: every effect must name an object of the
 //! request's own account, sizes are bounded, and a deny changes nothing.
 
-use super::wit::{Decision, Description, Effect, Request, Verdict};
+use chaperone_model::{Decision, Description, Effect, Request, Verdict};
 
 /// The longest rule id.
 pub const MAX_RULE_LEN: usize = 64;
@@ -91,7 +91,7 @@ pub fn check_decision(decision: &Decision, request: &Request) -> Result<(), Stri
     for effect in &decision.effects {
         match effect {
             Effect::CreateGrant(grant) => {
-                if account.environment_named(&grant.environment).is_none() {
+                if environment_named(account, &grant.environment).is_none() {
                     return Err(format!(
                         "an effect creates a grant on environment `{}`, which account `{}` does not have",
                         clip(&grant.environment),
@@ -150,10 +150,11 @@ pub fn check_decision(decision: &Decision, request: &Request) -> Result<(), Stri
     Ok(())
 }
 
-impl super::wit::Account {
-    fn environment_named(&self, id: &str) -> Option<&super::wit::Environment> {
-        self.environments.iter().find(|e| e.id == id)
-    }
+fn environment_named<'a>(
+    account: &'a chaperone_model::Account,
+    id: &str,
+) -> Option<&'a chaperone_model::Environment> {
+    account.environments.iter().find(|e| e.id == id)
 }
 
 fn check_rule(rule: &str) -> Result<(), String> {

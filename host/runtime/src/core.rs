@@ -22,8 +22,8 @@ use wasmtime::{
 };
 
 use super::packed::decode_decision;
-use super::wit::Decision;
 use super::{LoadError, Sandbox};
+use chaperone_model::Decision;
 
 /// `cabi_realloc(old_ptr, old_len, align, new_len) -> ptr`.
 const REALLOC_PARAMS: usize = 4;

@@ -12,7 +12,7 @@ pub enum LoadError {
     /// Zero bytes.
     #[error("the module is empty (0 bytes)")]
     Empty,
-    /// Larger than [`Limits::module_bytes`](crate::runtime::Limits::module_bytes).
+    /// Larger than [`Limits::module_bytes`](crate::Limits::module_bytes).
     #[error("the module is {size} bytes; the limit is {limit} bytes")]
     TooLarge {
         /// The module's size.

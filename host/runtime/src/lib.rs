@@ -40,10 +40,12 @@ use wasmtime::{
 
 mod bindings;
 mod contract;
+mod convert;
 mod core;
 mod error;
 mod load;
 mod packed;
+pub mod probe;
 
 /// The bounds a decision must keep (beyond its WIT types); a decision that
 /// breaks one fails closed.
@@ -52,10 +54,13 @@ pub use error::{EvalError, LoadError, RuntimeError};
 pub use load::{ModuleFormat, REQUIRED_EXPORTS, survey};
 
 /// The interface types, generated from `sdk/wit` (package
-/// `chaperone:policy@0.1.0`).
-pub mod wit {
+/// `chaperone:policy@0.1.0`). They stay inside the runtime: its callers
+/// speak [`chaperone_model`], and `convert` translates at the edge.
+mod wit {
     pub use super::bindings::chaperone::policy::types::*;
 }
+
+use chaperone_model as model;
 
 /// The BLAKE3 digest of a module's bytes: the module's identity.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -165,7 +170,7 @@ pub struct PolicyModule {
     format: ModuleFormat,
     size: usize,
     exports: Vec<String>,
-    description: wit::Description,
+    description: model::Description,
     pre: bindings::PolicyPre<Sandbox>,
     /// `evaluate-packed`, when the module exports it (checked at load).
     packed: Option<ComponentExportIndex>,
@@ -191,12 +196,12 @@ impl PolicyModule {
     }
 
     /// What `describe()` returned.
-    pub fn description(&self) -> &wit::Description {
+    pub fn description(&self) -> &model::Description {
         &self.description
     }
 
     /// Whether `describe()` lists this operation.
-    pub fn handles(&self, kind: wit::OperationKind) -> bool {
+    pub fn handles(&self, kind: model::OperationKind) -> bool {
         self.description.operations.contains(&kind)
     }
 
@@ -205,9 +210,14 @@ impl PolicyModule {
         &self.bytes
     }
 
+    /// The bytes it was loaded from, shared (kept beside its records).
+    pub fn shared_bytes(&self) -> Arc<[u8]> {
+        Arc::clone(&self.bytes)
+    }
+
     /// Whether `describe()` lists this custom operation.
     pub fn handles_custom(&self, name: &str) -> bool {
-        self.handles(wit::OperationKind::Custom)
+        self.handles(model::OperationKind::Custom)
             && self.description.custom_operations.iter().any(|c| c == name)
     }
 
@@ -255,7 +265,7 @@ pub enum EntryPoint {
 #[derive(Debug, Clone)]
 pub struct Evaluation {
     /// The decision, checked against the interface contract.
-    pub decision: wit::Decision,
+    pub decision: model::Decision,
     /// Fuel used.
     pub fuel_used: u64,
     /// Wall-clock time, instantiation included.
@@ -391,7 +401,7 @@ impl Runtime {
     pub fn evaluate(
         &self,
         module: &PolicyModule,
-        request: &wit::Request,
+        request: &model::Request,
     ) -> Result<Evaluation, EvalError> {
         self.evaluate_with(module, request, EntryPoint::Fastest)
     }
@@ -401,7 +411,7 @@ impl Runtime {
     pub fn evaluate_with(
         &self,
         module: &PolicyModule,
-        request: &wit::Request,
+        request: &model::Request,
         entry: EntryPoint,
     ) -> Result<Evaluation, EvalError> {
         let span = tracing::debug_span!(
@@ -439,8 +449,10 @@ impl Runtime {
                             .map(|(bytes,)| Output::Packed(bytes))
                     }
                     _ => bindings::Policy::new(&mut store, &instance)
-                        .and_then(|policy| policy.call_evaluate(&mut store, request))
-                        .map(Output::Decided),
+                        .and_then(|policy| {
+                            policy.call_evaluate(&mut store, &convert::request(request))
+                        })
+                        .map(|decision| Output::Decided(convert::decision(decision))),
                 }
             }
         };
@@ -468,7 +480,7 @@ impl Runtime {
         &self,
         pre: &bindings::PolicyPre<Sandbox>,
         packed: Option<&ComponentExportIndex>,
-    ) -> Result<wit::Description, LoadError> {
+    ) -> Result<model::Description, LoadError> {
         // Declared before the store, so dropped after it.
         let _slot = self.inner.slots.take();
         let mut store = self.store().map_err(LoadError::Describe)?;
@@ -485,6 +497,7 @@ impl Runtime {
         bindings::Policy::new(&mut store, &instance)
             .map_err(|e| LoadError::Interface(format!("{e:#}")))?
             .call_describe(&mut store)
+            .map(convert::description)
             .map_err(|e| LoadError::Describe(self.classify(&store, e, false)))
     }
 
@@ -534,7 +547,7 @@ impl Runtime {
 /// What a module returned: a decision (typed, or decoded straight out of
 /// a core instance's memory), or the packed bytes the component path lifted.
 enum Output {
-    Decided(wit::Decision),
+    Decided(model::Decision),
     Packed(Vec<u8>),
 }
 

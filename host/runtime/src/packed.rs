@@ -7,7 +7,7 @@
 //! request). The tests check it byte for byte against postcard's encoder;
 //! the SDK's decoder (`chaperone_sdk`'s `packed` module) is its mirror.
 
-use super::wit::{
+use chaperone_model::{
     Account, Actor, Decision, Environment, EnvironmentKind, Grant, Invitation, Operation, Origin,
     Plan, Request, ServiceAccount, User,
 };
@@ -242,7 +242,7 @@ impl Writer {
 mod tests {
     use super::encode;
     use crate::probe::sample_request;
-    use crate::runtime::wit::{
+    use chaperone_model::{
         Actor, CustomRequest, GrantRequest, Invitation, ModifyRequest, Operation, OperationKind,
         Origin, Plan, ServiceAccount, SetRightsRequest,
     };

@@ -2,12 +2,12 @@
 
 use serde::Serialize;
 
-use crate::runtime::wit::{
+use crate::{EntryPoint, EvalError, Limits, LoadError, Runtime, RuntimeError};
+use chaperone_model::{
     AccessEntry, Account, Action, Actor, CustomRequest, Entry, Environment, EnvironmentKind, Grant,
     GrantRequest, Invitation, ModifyRequest, Operation, OperationKind, Origin, Plan, Request,
     ServiceAccount, SetRightsRequest, Setting, User,
 };
-use crate::runtime::{EntryPoint, EvalError, Limits, LoadError, Runtime, RuntimeError};
 
 /// 2026-01-01T09:00:00Z.
 pub const SAMPLE_NOW: i64 = 1_767_258_000_000;
@@ -240,7 +240,7 @@ impl CheckReport {
 pub fn check(bytes: &[u8], limits: &Limits) -> Result<CheckReport, RuntimeError> {
     let runtime = Runtime::new(limits.clone())?;
     let mut report = CheckReport {
-        digest: crate::runtime::ModuleDigest::of(bytes).to_hex(),
+        digest: crate::ModuleDigest::of(bytes).to_hex(),
         probes: Vec::new(),
     };
     let mut push = |name: &str, ok: bool, detail: String, fuel_used: Option<u64>| {
@@ -310,7 +310,7 @@ pub fn check(bytes: &[u8], limits: &Limits) -> Result<CheckReport, RuntimeError>
                     let detail = if same {
                         format!(
                             "{} `{}` twice, identically",
-                            verdict_name(a.decision.verdict),
+                            chaperone_model::Verdict::name(a.decision.verdict),
                             a.decision.rule
                         )
                     } else {
@@ -329,9 +329,9 @@ pub fn check(bytes: &[u8], limits: &Limits) -> Result<CheckReport, RuntimeError>
                                 false,
                                 format!(
                                     "`evaluate-packed` decided {} `{}` but `evaluate` {} `{}`",
-                                    verdict_name(a.decision.verdict),
+                                    chaperone_model::Verdict::name(a.decision.verdict),
                                     a.decision.rule,
-                                    verdict_name(t.decision.verdict),
+                                    chaperone_model::Verdict::name(t.decision.verdict),
                                     t.decision.rule
                                 ),
                             ),
@@ -379,27 +379,15 @@ pub fn check(bytes: &[u8], limits: &Limits) -> Result<CheckReport, RuntimeError>
     Ok(report)
 }
 
-/// The operation's name as the scenarios and the API spell it.
+/// The operation's name as the scenarios, the API and audit records spell
+/// it: its kind's name, or `custom.<name>`.
 pub fn operation_name(kind: OperationKind, custom: Option<&str>) -> String {
-    let name = match kind {
-        OperationKind::SetSetting => "set_setting",
-        OperationKind::Grant => "grant",
-        OperationKind::Modify => "modify",
-        OperationKind::Revoke => "revoke",
-        OperationKind::Invite => "invite",
-        OperationKind::CreateServiceAccount => "create_service_account",
-        OperationKind::SetRights => "set_rights",
-        OperationKind::RemoveServiceAccount => "remove_service_account",
-        OperationKind::Act => "act",
-        OperationKind::Custom => return format!("custom:{}", custom.unwrap_or("?")),
-    };
-    name.into()
-}
-
-/// `allow` or `deny`.
-pub fn verdict_name(verdict: crate::runtime::wit::Verdict) -> &'static str {
-    match verdict {
-        crate::runtime::wit::Verdict::Allow => "allow",
-        crate::runtime::wit::Verdict::Deny => "deny",
+    match kind {
+        OperationKind::Custom => format!(
+            "{}{}",
+            chaperone_model::CUSTOM_KIND_PREFIX,
+            custom.unwrap_or("?")
+        ),
+        other => other.name().to_owned(),
     }
 }

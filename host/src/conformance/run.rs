@@ -7,9 +7,9 @@ use serde_json::{Map, Value};
 
 use super::scenario::{ObjectKind, Reference, Scenario, Step, StepAction, clip};
 use super::{Failure, Problem};
-use crate::audit::VerifyOptions;
 use crate::instant;
 use crate::service::{Host, Outcome, ParsedRequest, ServiceError, StateStep, parse_request};
+use chaperone_store::verify::VerifyOptions;
 
 /// What an `as` bound.
 #[derive(Debug)]

@@ -777,7 +777,7 @@ mod tests {
                 "expect.records.grant",
             ),
             (
-                json!([{"op": "grant", "account": "a", "actor": "u", "environment": "p", "scope": "admin"}]),
+                json!([{"op": "grant", "account": "a", "actor": "u", "environment": "p"}]),
                 Some(0),
                 "scope",
             ),

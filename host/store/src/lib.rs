@@ -2,7 +2,7 @@
 //! every change to either happens in one transaction with its audit record.
 //!
 //! ```no_run
-//! use chaperone::store::{RecordDraft, Store};
+//! use chaperone_store::{RecordDraft, Store};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = Store::open("chaperone.db")?; // creates chaperone.db.key / .pub
@@ -19,7 +19,7 @@
 //!         input: None,
 //!     })?;
 //!     // ... apply the effects with tx.conn(), in the same transaction ...
-//!     Ok::<_, chaperone::audit::AuditError>(appended)
+//!     Ok::<_, chaperone_store::StoreError>(appended)
 //! })?;
 //! assert_eq!(appended.seq.get(), 1);
 //! store.checkpoint(1_700_000_000_001)?;
@@ -50,17 +50,31 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::audit::export::{ExportError, ExportSummary};
-use crate::audit::keys::{self, KeyError, Signer, Verifier};
-use crate::audit::verify::{Report, VerifyError, VerifyOptions};
-use crate::audit::{self, AuditError};
-pub use crate::audit::{
-    ActorRef, Appended, ChainHash, ChainHead, Checkpoint, DecisionRecord, PolicyRef, Prepared,
-    Record, RecordDraft, Seq, StoredRecord, Verdict,
+use chaperone_log::keys::{self, KeyError, Signer, Verifier};
+use chaperone_log::verify::Report;
+pub use chaperone_log::{
+    ActorRef, Appended, AuditError, ChainHash, ChainHead, Checkpoint, DecisionRecord, PolicyRef,
+    Prepared, Record, RecordDraft, Seq, StoredRecord, Verdict,
 };
 
+use export::{ExportError, ExportSummary};
+use verify::{VerifyError, VerifyOptions};
+
+mod append;
+pub mod checkpoints;
+pub mod export;
 pub mod migrations;
+mod ops;
+pub mod read;
+pub mod state;
+pub mod storage;
+pub mod verify;
 mod writer;
+
+pub use storage::{
+    AccountRead, Committed, DecisionCommit, KeptModule, NamedObject, Storage, SyncError,
+    WriteFailure,
+};
 
 /// The schema version of a store with the audit log's tables.
 pub const AUDIT_SCHEMA_VERSION: i64 = 1;
@@ -86,17 +100,27 @@ const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// from 1.6k to 4.9k decisions/s).
 const READER_POOL: usize = 64;
 
+/// An error of the database engine underneath, kept as the cause of a
+/// [`StoreError`] (the store's signatures name no engine's types).
+pub type DatabaseError = Box<dyn std::error::Error + Send + Sync>;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database file could not be opened or set up.
-    #[error("cannot open store `{path}`")]
+    #[error("cannot open store `{}`", path.display())]
     Open {
         /// The file.
         path: PathBuf,
         /// Why.
         #[source]
-        source: rusqlite::Error,
+        source: DatabaseError,
     },
     /// The database could not be put in WAL mode.
     #[error("store `{path}` cannot use write-ahead logging (journal mode `{mode}`)")]
@@ -125,7 +149,7 @@ pub enum StoreError {
         name: &'static str,
         /// Why.
         #[source]
-        source: rusqlite::Error,
+        source: DatabaseError,
     },
     /// The signing key could not be read or created.
     #[error(transparent)]
@@ -138,10 +162,14 @@ pub enum StoreError {
     WriterStopped,
     /// A write batch could not be committed; none of its jobs took effect.
     #[error("could not commit the write batch")]
-    Commit(#[source] Arc<rusqlite::Error>),
-    /// A read failed.
+    Commit(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// A write job was rolled back for a reason of its own (it panicked,
+    /// or changed rows without an audit record).
+    #[error("the write was rolled back: {0}")]
+    Aborted(String),
+    /// The database failed.
     #[error("database error")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[source] DatabaseError),
     /// The audit log failed.
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -229,14 +257,14 @@ impl fmt::Debug for Store {
 /// One write job's view of the batch transaction.
 pub struct WriteTx<'c> {
     conn: &'c Connection,
-    heads: &'c mut audit::HeadCache,
+    heads: &'c mut append::HeadCache,
     appended: u64,
     append_failed: bool,
     unaudited_ok: bool,
 }
 
 impl<'c> WriteTx<'c> {
-    fn new(conn: &'c Connection, heads: &'c mut audit::HeadCache) -> WriteTx<'c> {
+    fn new(conn: &'c Connection, heads: &'c mut append::HeadCache) -> WriteTx<'c> {
         WriteTx {
             conn,
             heads,
@@ -254,22 +282,22 @@ impl<'c> WriteTx<'c> {
 
     /// Appends a record to its account's chain, in this transaction. If it
     /// fails, the whole job is rolled back, whatever the job returns.
-    pub fn append(&mut self, draft: &RecordDraft) -> Result<Appended, AuditError> {
-        let result = audit::append(self.conn, self.heads, draft);
+    pub fn append(&mut self, draft: &RecordDraft) -> Result<Appended, StoreError> {
+        let result = append::append(self.conn, self.heads, draft);
         self.note_append(result)
     }
 
     /// Appends a record prepared beforehand (on the caller's thread, out of
     /// the writer's way: see [`Prepared`]), like [`WriteTx::append`].
-    pub fn append_prepared(&mut self, prepared: &Prepared) -> Result<Appended, AuditError> {
-        let result = audit::append_prepared(self.conn, self.heads, prepared);
+    pub fn append_prepared(&mut self, prepared: &Prepared) -> Result<Appended, StoreError> {
+        let result = append::append_prepared(self.conn, self.heads, prepared);
         self.note_append(result)
     }
 
     fn note_append(
         &mut self,
-        result: Result<Appended, AuditError>,
-    ) -> Result<Appended, AuditError> {
+        result: Result<Appended, StoreError>,
+    ) -> Result<Appended, StoreError> {
         match result {
             Ok(appended) => {
                 self.appended += 1;
@@ -282,9 +310,10 @@ impl<'c> WriteTx<'c> {
         }
     }
 
-    /// The head of `account`'s chain, as of this transaction.
-    pub fn head(&self, account: &str) -> Result<Option<ChainHead>, AuditError> {
-        audit::read::head(self.conn, account)
+    /// The head of `account`'s chain, as of this transaction (from the
+    /// writer's head cache: the same read an append makes).
+    pub fn head(&mut self, account: &str) -> Result<Option<ChainHead>, StoreError> {
+        self.heads.head(self.conn, account)
     }
 
     /// Lets this job change rows without appending a record. Only for host
@@ -306,9 +335,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// Opens a connection with `flags` (plus `NO_MUTEX`: each connection has
 /// one thread) and the settings every connection of the store shares.
 fn open_configured(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
-    let open = |source| StoreError::Open {
+    let open = |source: rusqlite::Error| StoreError::Open {
         path: path.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let conn =
         Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(open)?;
@@ -321,7 +350,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "query_only", "ON")
         .map_err(|source| StoreError::Open {
             path: path.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
     Ok(conn)
 }
@@ -348,7 +377,7 @@ fn spawn_wal_checkpointer(path: &Path) -> Result<(Sender<()>, JoinHandle<()>), S
         })
         .map_err(|e| StoreError::Open {
             path: path.to_owned(),
-            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            source: Box::new(e),
         })?;
     Ok((stop, handle))
 }
@@ -366,9 +395,9 @@ impl Store {
         } else {
             Some(keys::load_or_create(&path)?)
         };
-        let open = |source| StoreError::Open {
+        let open = |source: rusqlite::Error| StoreError::Open {
             path: path.clone(),
-            source,
+            source: Box::new(source),
         };
         let mut conn = open_configured(
             &path,
@@ -393,7 +422,7 @@ impl Store {
         let wal = spawn_wal_checkpointer(&path)?;
         let spawn_failed = |e: std::io::Error| StoreError::Open {
             path: path.clone(),
-            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            source: Box::new(e),
         };
         let (done, finished) = mpsc::channel::<writer::Finished>();
         let answerer = std::thread::Builder::new()
@@ -469,7 +498,7 @@ impl Store {
     }
 
     /// Runs `f` on a pooled read connection.
-    fn with_reader<T, E: From<StoreError>>(
+    pub(crate) fn with_reader<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
@@ -514,18 +543,20 @@ impl Store {
             .ok_or_else(|| StoreError::NoSigningKey(self.inner.path.clone()))?;
         self.write(move |tx| {
             tx.allow_unaudited_changes();
-            audit::checkpoint::create(tx.conn(), &signer, now_ms)
+            checkpoints::create(tx.conn(), &signer, now_ms)
         })
         .map_err(|e| match e {
-            WriteError::Job(e) => StoreError::Audit(e),
+            WriteError::Job(e) => e,
             WriteError::Store(e) => e,
-            WriteError::Unaudited | WriteError::Panicked => StoreError::WriterStopped,
+            other @ (WriteError::Unaudited | WriteError::Panicked) => {
+                StoreError::Aborted(other.to_string())
+            }
         })
     }
 
     /// The newest stored checkpoint, checked against the store's public key.
     pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        let Some(stored) = self.read(audit::checkpoint::latest)? else {
+        let Some(stored) = self.read(checkpoints::latest)? else {
             return Ok(None);
         };
         let verifier = self.verifier()?;
@@ -541,17 +572,17 @@ impl Store {
 
     /// The head of `account`'s chain.
     pub fn head(&self, account: &str) -> Result<Option<ChainHead>, StoreError> {
-        self.with_reader(|conn| Ok(audit::read::head(conn, account)?))
+        self.with_reader(|conn| read::head(conn, account))
     }
 
     /// Every account with records, sorted.
     pub fn accounts(&self) -> Result<Vec<String>, StoreError> {
-        self.read(audit::read::accounts)
+        self.read(read::accounts)
     }
 
     /// Every record of `account`, decoded, in order.
     pub fn records(&self, account: &str) -> Result<Vec<StoredRecord>, StoreError> {
-        self.with_reader(|conn| Ok(audit::read::records(conn, account)?))
+        self.with_reader(|conn| read::records(conn, account))
     }
 
     /// Calls `f` with each record of `account`, decoded, in order, from one
@@ -559,9 +590,9 @@ impl Store {
     pub fn for_each_record(
         &self,
         account: &str,
-        f: impl FnMut(StoredRecord) -> Result<(), AuditError>,
+        f: impl FnMut(StoredRecord) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.with_reader(|conn| Ok(audit::read::for_each_record(conn, account, f)?))
+        self.with_reader(|conn| read::for_each_record(conn, account, f))
     }
 
     /// The number of records of each kind, for one account or (`None`) the
@@ -570,21 +601,21 @@ impl Store {
         &self,
         account: Option<&str>,
     ) -> Result<BTreeMap<String, u64>, StoreError> {
-        self.read(|conn| audit::read::count_by_kind(conn, account))
+        self.read(|conn| read::count_by_kind(conn, account))
     }
 
-    /// Verifies the log (see [`audit::verify::verify_store`]). Without a key
+    /// Verifies the log (see [`verify::verify_store`]). Without a key
     /// in `options`, checkpoints are checked with the store's own public key.
     pub fn verify(&self, options: &VerifyOptions) -> Result<Report, StoreError> {
         let mut options = options.clone();
         if options.verifier.is_none() {
             options.verifier = self.verifier().ok();
         }
-        Ok(audit::verify::verify_store(&self.inner.path, &options)?)
+        Ok(verify::verify_store(&self.inner.path, &options)?)
     }
 
-    /// Writes `account`'s chain as JSON Lines (see [`audit::export::export`]).
+    /// Writes `account`'s chain as JSON Lines (see [`export::export`]).
     pub fn export(&self, account: &str, out: &mut dyn Write) -> Result<ExportSummary, StoreError> {
-        self.with_reader(|conn| Ok(audit::export::export(conn, account, out, &|_| {})?))
+        self.with_reader(|conn| Ok(export::export(conn, account, out, &|_| {})?))
     }
 }

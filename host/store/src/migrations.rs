@@ -79,18 +79,18 @@ pub const MIGRATIONS: &[Migration] = &[
 /// Brings the store up to the newest schema.
 pub fn run(conn: &mut Connection, path: &std::path::Path) -> Result<(), StoreError> {
     let current = version(conn)?;
-    if current > super::SCHEMA_VERSION {
+    if current > crate::SCHEMA_VERSION {
         return Err(StoreError::TooNew {
             path: path.to_owned(),
             found: current,
-            known: super::SCHEMA_VERSION,
+            known: crate::SCHEMA_VERSION,
         });
     }
     for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
-        let failed = |source| StoreError::Migration {
+        let failed = |source: rusqlite::Error| StoreError::Migration {
             version: migration.version,
             name: migration.name,
-            source,
+            source: Box::new(source),
         };
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -129,6 +129,6 @@ mod tests {
             assert_eq!(migration.version, expected, "{}", migration.name);
             expected += 1;
         }
-        assert_eq!(expected - 1, crate::store::SCHEMA_VERSION);
+        assert_eq!(expected - 1, crate::SCHEMA_VERSION);
     }
 }

@@ -1,25 +1,27 @@
 //! Reading the log: chain heads, accounts, decoded records, counts.
 //!
-//! These read what is stored; they do not verify it (see [`super::verify`]).
+//! These read what is stored; they do not verify it (see [`crate::verify`]).
 
 use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::AuditError;
-use super::chain::{ChainHash, ChainHead, Seq};
-use super::record::{self, StoredRecord};
+use chaperone_log::record::{self, StoredRecord};
+use chaperone_log::{AuditError, ChainHash, ChainHead, Seq};
+
+use crate::StoreError;
 
 /// The head of `account`'s chain, as the store keeps it.
-pub fn head(conn: &Connection, account: &str) -> Result<Option<ChainHead>, AuditError> {
+pub fn head(conn: &Connection, account: &str) -> Result<Option<ChainHead>, StoreError> {
     let row = conn
         .prepare_cached("SELECT seq, hash FROM audit_heads WHERE account = ?1")?
         .query_row([account], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
         })
         .optional()?;
-    row.map(|(seq, hash)| to_head(account, seq, &hash))
-        .transpose()
+    Ok(row
+        .map(|(seq, hash)| to_head(account, seq, &hash))
+        .transpose()?)
 }
 
 fn to_head(account: &str, seq: i64, hash: &[u8]) -> Result<ChainHead, AuditError> {
@@ -33,7 +35,7 @@ fn to_head(account: &str, seq: i64, hash: &[u8]) -> Result<ChainHead, AuditError
 }
 
 /// Every account's head, sorted by account id.
-pub fn heads(conn: &Connection) -> Result<Vec<(String, ChainHead)>, AuditError> {
+pub fn heads(conn: &Connection) -> Result<Vec<(String, ChainHead)>, StoreError> {
     let mut stmt =
         conn.prepare_cached("SELECT account, seq, hash FROM audit_heads ORDER BY account")?;
     let mut rows = stmt.query([])?;
@@ -73,22 +75,27 @@ pub fn accounts(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 
 /// Calls `f` with each record of `account`, decoded, in sequence order.
 /// Stops at the first error (including `f`'s).
-pub fn for_each_record(
+pub fn for_each_record<E: From<StoreError>>(
     conn: &Connection,
     account: &str,
-    mut f: impl FnMut(StoredRecord) -> Result<(), AuditError>,
-) -> Result<(), AuditError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, hash, bytes FROM audit_records WHERE account = ?1 ORDER BY seq",
-    )?;
-    let mut rows = stmt.query([account])?;
-    while let Some(row) = rows.next()? {
-        let raw_seq: i64 = row.get(0)?;
-        let hash: Vec<u8> = row.get(1)?;
-        let bytes: Vec<u8> = row.get(2)?;
-        let corrupt = |detail: String| AuditError::Corrupt {
-            account: account.to_owned(),
-            detail,
+    mut f: impl FnMut(StoredRecord) -> Result<(), E>,
+) -> Result<(), E> {
+    let sql = |e: rusqlite::Error| E::from(StoreError::from(e));
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, hash, bytes FROM audit_records WHERE account = ?1 ORDER BY seq",
+        )
+        .map_err(sql)?;
+    let mut rows = stmt.query([account]).map_err(sql)?;
+    while let Some(row) = rows.next().map_err(sql)? {
+        let raw_seq: i64 = row.get(0).map_err(sql)?;
+        let hash: Vec<u8> = row.get(1).map_err(sql)?;
+        let bytes: Vec<u8> = row.get(2).map_err(sql)?;
+        let corrupt = |detail: String| {
+            E::from(StoreError::Audit(AuditError::Corrupt {
+                account: account.to_owned(),
+                detail,
+            }))
         };
         let seq =
             Seq::from_i64(raw_seq).ok_or_else(|| corrupt(format!("bad sequence {raw_seq}")))?;
@@ -107,9 +114,9 @@ pub fn for_each_record(
 }
 
 /// Every record of `account`, decoded, in sequence order.
-pub fn records(conn: &Connection, account: &str) -> Result<Vec<StoredRecord>, AuditError> {
+pub fn records(conn: &Connection, account: &str) -> Result<Vec<StoredRecord>, StoreError> {
     let mut out = Vec::new();
-    for_each_record(conn, account, |r| {
+    for_each_record(conn, account, |r| -> Result<(), StoreError> {
         out.push(r);
         Ok(())
     })?;

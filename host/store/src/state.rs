@@ -10,8 +10,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
-use crate::runtime::wit;
-use crate::service::{AccountSpec, UserSpec};
+use chaperone_model as model;
+use chaperone_model::{AccountSpec, UserSpec};
 
 /// The SQL that creates the state tables; run by the store's migrations.
 pub const SCHEMA_V1: &str = r#"
@@ -143,7 +143,7 @@ pub struct AccountRow {
     /// The vendor id of its policy.
     pub policy: String,
     /// Its plan.
-    pub plan: wit::Plan,
+    pub plan: model::Plan,
     /// Its seat limit.
     pub seat_limit: Option<u32>,
 }
@@ -166,12 +166,12 @@ pub fn account(conn: &Connection, id: &str) -> rusqlite::Result<Option<AccountRo
 
 /// The snapshot a policy sees of one account at `now`: active grants,
 /// active service accounts and unused invitations only.
-pub fn snapshot(conn: &Connection, row: &AccountRow, now: i64) -> rusqlite::Result<wit::Account> {
+pub fn snapshot(conn: &Connection, row: &AccountRow, now: i64) -> rusqlite::Result<model::Account> {
     let id = row.id.as_str();
-    let mut environments: Vec<wit::Environment> = conn
+    let mut environments: Vec<model::Environment> = conn
         .prepare_cached("SELECT id, kind FROM environments WHERE account = ?1 ORDER BY id")?
         .query_map(params![id], |r| {
-            Ok(wit::Environment {
+            Ok(model::Environment {
                 id: r.get(0)?,
                 kind: kind_from(&r.get::<_, String>(1)?),
                 integrations: Vec::new(),
@@ -193,7 +193,7 @@ pub fn snapshot(conn: &Connection, row: &AccountRow, now: i64) -> rusqlite::Resu
     let settings = conn
         .prepare_cached("SELECT key, value FROM settings WHERE account = ?1 ORDER BY key")?
         .query_map(params![id], |r| {
-            Ok(wit::Setting {
+            Ok(model::Setting {
                 key: r.get(0)?,
                 value: r.get(1)?,
             })
@@ -204,7 +204,7 @@ pub fn snapshot(conn: &Connection, row: &AccountRow, now: i64) -> rusqlite::Resu
             "SELECT id, email, role, access, rights FROM users WHERE account = ?1 ORDER BY id",
         )?
         .query_map(params![id], |r| {
-            Ok(wit::User {
+            Ok(model::User {
                 id: r.get(0)?,
                 email: r.get(1)?,
                 role: r.get(2)?,
@@ -216,7 +216,7 @@ pub fn snapshot(conn: &Connection, row: &AccountRow, now: i64) -> rusqlite::Resu
     let grants = conn
         .prepare_cached(LIVE_GRANTS_SQL)?
         .query_map(params![id, now], |r| {
-            Ok(wit::Grant {
+            Ok(model::Grant {
                 id: r.get(0)?,
                 environment: r.get(1)?,
                 granted_by: r.get(2)?,
@@ -234,14 +234,14 @@ pub fn snapshot(conn: &Connection, row: &AccountRow, now: i64) -> rusqlite::Resu
              FROM service_accounts WHERE account = ?1 AND removed_at IS NULL ORDER BY seq",
         )?
         .query_map(params![id], |r| {
-            Ok(wit::ServiceAccount {
+            Ok(model::ServiceAccount {
                 id: r.get(0)?,
                 agent_email: r.get(1)?,
                 rights: strings_from(&r.get::<_, String>(2)?),
                 origin: if r.get::<_, String>(3)? == "invite" {
-                    wit::Origin::Invite
+                    model::Origin::Invite
                 } else {
-                    wit::Origin::Consent
+                    model::Origin::Consent
                 },
                 description: r.get(4)?,
                 created_by: actor_from(&r.get::<_, String>(5)?),
@@ -255,7 +255,7 @@ pub fn snapshot(conn: &Connection, row: &AccountRow, now: i64) -> rusqlite::Resu
              WHERE account = ?1 AND used_at IS NULL ORDER BY seq",
         )?
         .query_map(params![id], |r| {
-            Ok(wit::Invitation {
+            Ok(model::Invitation {
                 id: r.get(0)?,
                 email: r.get(1)?,
                 invited_by: actor_from(&r.get::<_, String>(2)?),
@@ -266,13 +266,13 @@ pub fn snapshot(conn: &Connection, row: &AccountRow, now: i64) -> rusqlite::Resu
     let entries = conn
         .prepare_cached("SELECT key, value FROM entries WHERE account = ?1 ORDER BY key")?
         .query_map(params![id], |r| {
-            Ok(wit::Entry {
+            Ok(model::Entry {
                 key: r.get(0)?,
                 value: r.get(1)?,
             })
         })?
         .collect::<Result<_, _>>()?;
-    Ok(wit::Account {
+    Ok(model::Account {
         id: row.id.clone(),
         policy: row.policy.clone(),
         plan: row.plan,
@@ -313,7 +313,7 @@ pub fn upsert_account(conn: &Connection, spec: &AccountSpec) -> rusqlite::Result
     .execute(params![
         spec.id,
         spec.policy,
-        plan_name(spec.plan),
+        spec.plan.name(),
         spec.seat_limit
     ])?;
     let kept: Vec<&str> = spec
@@ -338,7 +338,7 @@ pub fn upsert_account(conn: &Connection, spec: &AccountSpec) -> rusqlite::Result
             "INSERT INTO environments (account, id, kind) VALUES (?1, ?2, ?3)
              ON CONFLICT (account, id) DO UPDATE SET kind = excluded.kind",
         )?
-        .execute(params![spec.id, env, kind_name(*kind)])?;
+        .execute(params![spec.id, env, kind.name()])?;
     }
     if !existed {
         for (key, value) in &spec.settings {
@@ -350,9 +350,9 @@ pub fn upsert_account(conn: &Connection, spec: &AccountSpec) -> rusqlite::Result
             "id": spec.id,
             "created": !existed,
             "policy": spec.policy,
-            "plan": plan_name(spec.plan),
+            "plan": spec.plan.name(),
             "environments": spec.environments.iter()
-                .map(|(id, kind)| json!({"id": id, "kind": kind_name(*kind)}))
+                .map(|(id, kind)| json!({"id": id, "kind": kind.name()}))
                 .collect::<Vec<_>>(),
             "dropped_environments": dropped,
             "seat_limit": spec.seat_limit,
@@ -432,15 +432,15 @@ pub struct Applied {
 pub fn apply(
     conn: &Connection,
     account: &str,
-    actor: &wit::Actor,
+    actor: &model::Actor,
     now: i64,
-    effect: &wit::Effect,
+    effect: &model::Effect,
 ) -> rusqlite::Result<Applied> {
     let actor_json = actor_to(actor);
     let created = match effect {
-        wit::Effect::CreateGrant(g) => {
+        model::Effect::CreateGrant(g) => {
             let granted_by = match actor {
-                wit::Actor::User(id) | wit::Actor::Agent(id) => id.clone(),
+                model::Actor::User(id) | model::Actor::Agent(id) => id.clone(),
             };
             Some(conn.prepare_cached(
                 "INSERT INTO grants (id, account, environment, granted_by, grantee, scope, expires_at, created_at, metadata)
@@ -452,25 +452,22 @@ pub fn apply(
                 |r| r.get::<_, String>(0),
             )?)
         }
-        wit::Effect::UpdateGrant(u) => {
+        model::Effect::UpdateGrant(u) => {
             conn.prepare_cached(
                 "UPDATE grants SET scope = ?3, expires_at = ?4, metadata = ?5 WHERE account = ?1 AND id = ?2",
             )?
             .execute(params![account, u.id, u.scope, u.expires_at, u.metadata])?;
             None
         }
-        wit::Effect::RevokeGrant(id) => {
+        model::Effect::RevokeGrant(id) => {
             conn.prepare_cached(
                 "UPDATE grants SET revoked_at = ?3 WHERE account = ?1 AND id = ?2",
             )?
             .execute(params![account, id, now])?;
             None
         }
-        wit::Effect::CreateServiceAccount(s) => {
-            let origin = match s.origin {
-                wit::Origin::Consent => "consent",
-                wit::Origin::Invite => "invite",
-            };
+        model::Effect::CreateServiceAccount(s) => {
+            let origin = s.origin.name();
             Some(conn.prepare_cached(
                 "INSERT INTO service_accounts (id, account, agent_email, rights, origin, description, created_by, created_at)
                  VALUES ('sa-' || (SELECT COALESCE(MAX(seq), 0) + 1 FROM service_accounts), ?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -481,25 +478,25 @@ pub fn apply(
                 |r| r.get::<_, String>(0),
             )?)
         }
-        wit::Effect::SetServiceAccountRights(u) => {
+        model::Effect::SetServiceAccountRights(u) => {
             conn.prepare_cached(
                 "UPDATE service_accounts SET rights = ?3 WHERE account = ?1 AND id = ?2",
             )?
             .execute(params![account, u.id, json!(u.rights).to_string()])?;
             None
         }
-        wit::Effect::RemoveServiceAccount(id) => {
+        model::Effect::RemoveServiceAccount(id) => {
             conn.prepare_cached(
                 "UPDATE service_accounts SET removed_at = ?3 WHERE account = ?1 AND id = ?2",
             )?
             .execute(params![account, id, now])?;
             None
         }
-        wit::Effect::SetSetting(s) => {
+        model::Effect::SetSetting(s) => {
             set_setting(conn, account, &s.key, &s.value)?;
             None
         }
-        wit::Effect::CreateInvitation(email) => Some(
+        model::Effect::CreateInvitation(email) => Some(
             conn.prepare_cached(
                 "INSERT INTO invitations (id, account, email, invited_by, created_at)
              VALUES ('inv-' || (SELECT COALESCE(MAX(seq), 0) + 1 FROM invitations), ?1, ?2, ?3, ?4)
@@ -509,14 +506,14 @@ pub fn apply(
                 r.get::<_, String>(0)
             })?,
         ),
-        wit::Effect::UseInvitation(id) => {
+        model::Effect::UseInvitation(id) => {
             conn.prepare_cached(
                 "UPDATE invitations SET used_at = ?3 WHERE account = ?1 AND id = ?2",
             )?
             .execute(params![account, id, now])?;
             None
         }
-        wit::Effect::PutEntry(e) => {
+        model::Effect::PutEntry(e) => {
             conn.prepare_cached(
                 "INSERT INTO entries (account, key, value) VALUES (?1, ?2, ?3)
                  ON CONFLICT (account, key) DO UPDATE SET value = excluded.value",
@@ -524,7 +521,7 @@ pub fn apply(
             .execute(params![account, e.key, e.value])?;
             None
         }
-        wit::Effect::DeleteEntry(key) => {
+        model::Effect::DeleteEntry(key) => {
             conn.prepare_cached("DELETE FROM entries WHERE account = ?1 AND key = ?2")?
                 .execute(params![account, key])?;
             None
@@ -622,44 +619,19 @@ fn set_setting(conn: &Connection, account: &str, key: &str, value: &str) -> rusq
     Ok(())
 }
 
-/// `free`, `trial` or `paid`.
-pub fn plan_name(plan: wit::Plan) -> &'static str {
-    match plan {
-        wit::Plan::Free => "free",
-        wit::Plan::Trial => "trial",
-        wit::Plan::Paid => "paid",
-    }
+fn plan_from(text: &str) -> model::Plan {
+    model::Plan::from_name(text).unwrap_or(model::Plan::Free)
 }
 
-fn plan_from(text: &str) -> wit::Plan {
-    match text {
-        "paid" => wit::Plan::Paid,
-        "trial" => wit::Plan::Trial,
-        _ => wit::Plan::Free,
-    }
+fn kind_from(text: &str) -> model::EnvironmentKind {
+    model::EnvironmentKind::from_name(text).unwrap_or(model::EnvironmentKind::Sandbox)
 }
 
-/// `production` or `sandbox`.
-pub fn kind_name(kind: wit::EnvironmentKind) -> &'static str {
-    match kind {
-        wit::EnvironmentKind::Production => "production",
-        wit::EnvironmentKind::Sandbox => "sandbox",
-    }
-}
-
-fn kind_from(text: &str) -> wit::EnvironmentKind {
-    if text == "production" {
-        wit::EnvironmentKind::Production
-    } else {
-        wit::EnvironmentKind::Sandbox
-    }
-}
-
-fn access_from(text: &str) -> Vec<wit::AccessEntry> {
+fn access_from(text: &str) -> Vec<model::AccessEntry> {
     serde_json::from_str::<std::collections::BTreeMap<String, String>>(text)
         .unwrap_or_default()
         .into_iter()
-        .map(|(integration, level)| wit::AccessEntry { integration, level })
+        .map(|(integration, level)| model::AccessEntry { integration, level })
         .collect()
 }
 
@@ -668,22 +640,22 @@ fn strings_from(text: &str) -> Vec<String> {
 }
 
 /// An actor as stored: `{"user": id}` or `{"agent": email}`.
-fn actor_to(actor: &wit::Actor) -> String {
+fn actor_to(actor: &model::Actor) -> String {
     match actor {
-        wit::Actor::User(id) => json!({ "user": id }),
-        wit::Actor::Agent(email) => json!({ "agent": email }),
+        model::Actor::User(id) => json!({ "user": id }),
+        model::Actor::Agent(email) => json!({ "agent": email }),
     }
     .to_string()
 }
 
-fn actor_from(text: &str) -> wit::Actor {
+fn actor_from(text: &str) -> model::Actor {
     let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     match (
         value.get("user").and_then(Value::as_str),
         value.get("agent").and_then(Value::as_str),
     ) {
-        (Some(id), _) => wit::Actor::User(id.to_string()),
-        (None, Some(email)) => wit::Actor::Agent(email.to_string()),
-        (None, None) => wit::Actor::User(String::new()),
+        (Some(id), _) => model::Actor::User(id.to_string()),
+        (None, Some(email)) => model::Actor::Agent(email.to_string()),
+        (None, None) => model::Actor::User(String::new()),
     }
 }

@@ -18,7 +18,7 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use rusqlite::Connection;
 
 use super::{StoreError, WriteError, WriteTx};
-use crate::audit::HeadCache;
+use crate::append::HeadCache;
 
 /// The most jobs in one transaction.
 pub const MAX_BATCH: usize = 4096;
@@ -104,7 +104,7 @@ impl<T: Send, E: Send> Pending for Reply<T, E> {
 /// and why the batch failed (`None`: it committed durably).
 pub struct Finished {
     jobs: Vec<(Box<dyn Pending>, bool)>,
-    broken: Option<Arc<rusqlite::Error>>,
+    broken: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Finished {
@@ -171,7 +171,7 @@ fn run_batch(
     }
     let mut pending: Vec<(Box<dyn Pending>, bool)> = Vec::new();
     let mut next = Some(first);
-    let mut broken: Option<Arc<rusqlite::Error>> = None;
+    let mut broken: Option<Arc<dyn std::error::Error + Send + Sync>> = None;
     loop {
         let job = match next.take() {
             Some(job) => job,
@@ -182,7 +182,7 @@ fn run_batch(
             None => break,
         };
         if let Err(e) = exec(conn, "SAVEPOINT job") {
-            let e = Arc::new(e);
+            let e: Arc<dyn std::error::Error + Send + Sync> = Arc::new(e);
             job.abort(StoreError::Commit(Arc::clone(&e)));
             broken = Some(e);
             break;

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chaperone::audit::ChainHash;
+use chaperone_log::ChainHash;
 use rusqlite::params;
 
 use super::{Fixture, verify};

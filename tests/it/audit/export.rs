@@ -2,9 +2,9 @@
 
 use std::io::Cursor;
 
-use chaperone::audit::export::verify_export;
-use chaperone::audit::keys::{self, Signer, Verifier};
-use chaperone::audit::verify::Report;
+use chaperone_log::export::verify_export;
+use chaperone_log::keys::{self, Signer, Verifier};
+use chaperone_log::verify::Report;
 use serde_json::Value;
 
 use super::{Fixture, populated};

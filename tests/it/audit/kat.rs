@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chaperone::audit::chain::{self, GENESIS_TAG, RECORD_TAG};
-use chaperone::audit::checkpoint::{self, Checkpoint};
-use chaperone::audit::keys::{Signer, Verifier};
-use chaperone::audit::merkle::{self, InclusionProof, LeafIndex, TreeHash, TreeSize};
-use chaperone::audit::{ChainHead, Seq, record};
-use chaperone::store::{ActorRef, DecisionRecord, PolicyRef, RecordDraft, Verdict};
+use chaperone_log::chain::{self, GENESIS_TAG, RECORD_TAG};
+use chaperone_log::checkpoint::{self, Checkpoint};
+use chaperone_log::keys::{Signer, Verifier};
+use chaperone_log::merkle::{self, InclusionProof, LeafIndex, TreeHash, TreeSize};
+use chaperone_log::{ChainHead, Seq, record};
+use chaperone_store::{ActorRef, DecisionRecord, PolicyRef, RecordDraft, Verdict};
 use ed25519_dalek::Verifier as _;
 use serde_json::json;
 use sha2::Digest as _;

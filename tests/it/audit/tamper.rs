@@ -1,12 +1,12 @@
 //! Each kind of tampering the log must detect, and the record and reason it
 //! names.
 
-use chaperone::audit::chain::{self, ChainHash};
-use chaperone::audit::checkpoint::Checkpoint;
-use chaperone::audit::keys::{self, Signer};
-use chaperone::audit::record;
-use chaperone::audit::verify::{ExternalCheckpoint, VerifyOptions};
-use chaperone::audit::{ChainHead, Seq};
+use chaperone_log::chain::{self, ChainHash};
+use chaperone_log::checkpoint::Checkpoint;
+use chaperone_log::keys::{self, Signer};
+use chaperone_log::record;
+use chaperone_log::{ChainHead, Seq};
+use chaperone_store::verify::{ExternalCheckpoint, VerifyOptions};
 use rusqlite::{Connection, params};
 
 use super::{draft, failure, populated, raw, verify, verify_with};
@@ -400,7 +400,7 @@ fn signer(fixture: &super::Fixture) -> Signer {
 }
 
 fn heads(conn: &Connection) -> Vec<(String, ChainHead)> {
-    chaperone::audit::read::heads(conn).unwrap()
+    chaperone_store::read::heads(conn).unwrap()
 }
 
 #[test]

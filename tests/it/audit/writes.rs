@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use chaperone::audit::AuditError;
-use chaperone::audit::keys;
-use chaperone::audit::merkle;
-use chaperone::store::{SCHEMA_VERSION, Store, StoreError, WriteError};
+use chaperone_log::AuditError;
+use chaperone_log::keys;
+use chaperone_log::merkle;
+use chaperone_store::{SCHEMA_VERSION, Store, StoreError, WriteError};
 use rusqlite::params;
 
 use super::{Fixture, draft, populated, verify};
@@ -48,7 +48,7 @@ fn concurrent_appenders_get_contiguous_chains_and_state_in_step() {
                                 "INSERT INTO test_state (account, seq) VALUES (?1, ?2)",
                                 params![account, appended.seq.to_i64()],
                             )?;
-                            Ok::<_, AuditError>((account, appended))
+                            Ok::<_, StoreError>((account, appended))
                         })
                         .unwrap();
                     seen.push(appended);
@@ -103,7 +103,9 @@ fn a_failing_job_rolls_back_only_itself() {
                         params![account, appended.seq.to_i64()],
                     )?;
                     if t % 3 == 0 {
-                        return Err(AuditError::InvalidDraft("refused by the test".into()));
+                        return Err(StoreError::Audit(AuditError::InvalidDraft(
+                            "refused by the test".into(),
+                        )));
                     }
                     Ok(appended)
                 })
@@ -117,7 +119,9 @@ fn a_failing_job_rolls_back_only_itself() {
         if t % 3 == 0 {
             assert!(matches!(
                 result,
-                Err(WriteError::Job(AuditError::InvalidDraft(_)))
+                Err(WriteError::Job(StoreError::Audit(
+                    AuditError::InvalidDraft(_)
+                )))
             ));
             assert_eq!(head, None);
         } else {
@@ -153,7 +157,10 @@ fn a_failed_append_fails_the_job_even_if_the_job_ignores_it() {
         tx.conn()
             .execute("INSERT INTO test_state (account, seq) VALUES ('x', 1)", [])?;
         let ignored = tx.append(&draft("not a valid id", 1));
-        assert!(matches!(ignored, Err(AuditError::InvalidAccount(_))));
+        assert!(matches!(
+            ignored,
+            Err(StoreError::Audit(AuditError::InvalidAccount(_)))
+        ));
         Ok::<_, rusqlite::Error>(())
     });
     assert!(matches!(result, Err(WriteError::Unaudited)), "{result:?}");
@@ -165,7 +172,7 @@ fn a_failed_append_fails_the_job_even_if_the_job_ignores_it() {
 fn a_panicking_job_is_rolled_back_and_the_store_keeps_working() {
     let fixture = Fixture::new();
     let store = fixture.store();
-    let result = store.write(|tx| -> Result<(), AuditError> {
+    let result = store.write(|tx| -> Result<(), StoreError> {
         tx.append(&draft("acme", 1)).unwrap();
         panic!("a bug in a job")
     });
@@ -250,7 +257,7 @@ fn the_store_is_versioned_and_keyed() {
 /// place when opened, and keeps its rows.
 #[test]
 fn a_store_of_an_older_schema_is_migrated_in_place() {
-    use chaperone::store::migrations::MIGRATIONS;
+    use chaperone_store::migrations::MIGRATIONS;
     let fixture = Fixture::new();
     {
         let conn = rusqlite::Connection::open(&fixture.path).unwrap();
@@ -290,7 +297,7 @@ fn a_store_of_an_older_schema_is_migrated_in_place() {
 fn grant_reads_use_the_index_of_live_grants() {
     let fixture = Fixture::new();
     let store = fixture.store();
-    use chaperone::state::{ALL_DUE_EXPIRIES_SQL, DUE_EXPIRIES_SQL, LIVE_GRANTS_SQL};
+    use chaperone_store::state::{ALL_DUE_EXPIRIES_SQL, DUE_EXPIRIES_SQL, LIVE_GRANTS_SQL};
     let queries: [(&str, &[&dyn rusqlite::ToSql]); 3] = [
         (LIVE_GRANTS_SQL, params!["acme", 0]),
         (DUE_EXPIRIES_SQL, params![0, "acme"]),
@@ -355,7 +362,7 @@ fn every_head_has_an_inclusion_proof_in_the_latest_checkpoint() {
         let proof = cp.inclusion_proof(account).unwrap();
         assert_eq!(proof.size.0, 7);
         let leaf =
-            merkle::leaf_hash(chaperone::audit::checkpoint::head_line(account, head).as_bytes());
+            merkle::leaf_hash(chaperone_log::checkpoint::head_line(account, head).as_bytes());
         merkle::verify_inclusion(&leaf, &proof, &cp.root).unwrap();
         assert_eq!(store.head(account).unwrap().as_ref(), Some(head));
     }
@@ -377,7 +384,7 @@ fn reads_do_not_wait_for_the_writer() {
                 tx.append(&draft("acme", 4))?;
                 started.send(()).unwrap();
                 held.recv().unwrap();
-                Ok::<_, AuditError>(())
+                Ok::<_, StoreError>(())
             })
         })
     };

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use chaperone::conformance::{Options, Runner, find_scenarios, summary};
-use chaperone::runtime::{Limits, Runtime};
+use chaperone_runtime::{Limits, Runtime};
 use clap::Subcommand;
 
 /// The conformance subcommands.

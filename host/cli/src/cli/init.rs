@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use chaperone::audit::keys;
-use chaperone::store::Store;
+use chaperone_log::keys;
+use chaperone_store::Store;
 
 use crate::cli::{DbArg, EXIT_OK};
 

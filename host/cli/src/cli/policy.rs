@@ -8,8 +8,8 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use chaperone::builtin;
-use chaperone::probe::{self, operation_name};
-use chaperone::runtime::{self, Limits, ModuleDigest, Runtime};
+use chaperone_runtime::probe::{self, operation_name};
+use chaperone_runtime::{self as runtime, Limits, ModuleDigest, Runtime};
 
 use super::exit;
 

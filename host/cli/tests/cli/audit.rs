@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use chaperone::audit::AuditError;
-use chaperone::store::{RecordDraft, Store};
+use chaperone_store::StoreError;
+use chaperone_store::{RecordDraft, Store};
 use serde_json::{Value, json};
 
 fn chaperone(args: &[&str]) -> Output {
@@ -68,7 +68,7 @@ fn store_with_records(dir: &Dir) -> PathBuf {
                         input: None,
                     })?;
                 }
-                Ok::<_, AuditError>(())
+                Ok::<_, StoreError>(())
             })
             .unwrap();
     }

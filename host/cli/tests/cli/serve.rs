@@ -138,14 +138,22 @@ fn the_api_decides_records_and_verifies() {
     );
     assert_eq!(denied.get("rule"), Some(&json!("CEL-PERMS")), "{denied}");
 
-    let (status, error) = post(
+    // A scope of another shape is the module's to judge (CEL-LEVEL), not
+    // the host's; a missing field is the host's.
+    let (status, denied) = post(
         &server,
         &json!({"op": "grant", "account": "acme", "actor": "ada",
-        "environment": "prod", "scope": "admin"}),
+        "environment": "prod", "scope": "admin", "expires_in": {"days": 5}}),
+    );
+    assert_eq!(status, 200, "{denied}");
+    assert_eq!(denied.get("rule"), Some(&json!("CEL-LEVEL")), "{denied}");
+    let (status, error) = post(
+        &server,
+        &json!({"op": "grant", "account": "acme", "actor": "ada", "scope": "admin"}),
     );
     assert_eq!(status, 400);
     assert!(
-        error.to_string().contains("`scope` must be an object"),
+        error.to_string().contains("`environment` is missing"),
         "{error}"
     );
     let (status, error) = post(
@@ -159,12 +167,12 @@ fn the_api_decides_records_and_verifies() {
 
     let (status, note) = call(&server, "POST", "/v1/checkpoint", None, None);
     assert_eq!(status, 200);
-    assert!(note.contains("head acme 4 "), "{note}");
+    assert!(note.contains("head acme 5 "), "{note}");
     let (status, report) = call(&server, "GET", "/v1/accounts/acme/verify", None, None);
     assert_eq!(status, 200);
     let report: Value = serde_json::from_str(&report).unwrap_or(Value::Null);
     assert_eq!(report.get("ok"), Some(&json!(true)), "{report}");
-    assert_eq!(report.get("records"), Some(&json!(4)), "{report}");
+    assert_eq!(report.get("records"), Some(&json!(5)), "{report}");
     let (status, export) = call(&server, "GET", "/v1/accounts/acme/audit", None, None);
     assert_eq!(status, 200);
     assert_eq!(
@@ -172,7 +180,7 @@ fn the_api_decides_records_and_verifies() {
             .lines()
             .filter(|l| l.contains("\"type\":\"record\""))
             .count(),
-        4,
+        5,
         "{export}"
     );
 }

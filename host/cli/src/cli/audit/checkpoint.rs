@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use chaperone::store::Store;
+use chaperone_store::Store;
 
 use crate::cli::{DbArg, EXIT_OK};
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use chaperone::audit::{export, read, verify};
+use chaperone_store::{export, read, verify};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{DbArg, EXIT_OK};

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use chaperone::replay::replay;
-use chaperone::runtime::{Limits, Runtime};
-use chaperone::store::Store;
+use chaperone_runtime::{Limits, Runtime};
+use chaperone_store::Store;
 
 use crate::cli::{DbArg, exit};
 

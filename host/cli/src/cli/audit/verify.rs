@@ -1,16 +1,17 @@
 //! `chaperone audit verify`: verify chains, checkpoints and signatures, in a
 //! store or in an export.
 
-use std::io::{BufReader, IsTerminal as _};
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use chaperone::audit::export::verify_export;
-use chaperone::audit::keys::{self, Verifier};
-use chaperone::audit::verify::{
-    ExternalCheckpoint, Report, VerifyOptions, open_read_only, verify_store,
+use chaperone_log::keys::{self, Verifier};
+use chaperone_log::offline;
+use chaperone_log::verify::Report;
+use chaperone_store::verify::{
+    ExternalCheckpoint, Progress, VerifyOptions, open_read_only, verify_store,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -54,26 +55,17 @@ impl Args {
             Some(export) => self.verify_export(export)?,
             None => self.verify_store()?,
         };
-        if self.json {
-            println!("{}", report.to_json());
-        } else {
-            for failure in &report.failures {
-                println!("FAIL {failure}");
-            }
-            println!("{}", report.summary());
-        }
+        print!("{}", offline::render(&report, self.json));
         Ok(exit(report.is_ok()))
     }
 
+    /// As the auditor's `chaperone-verify` does it (one function, the
+    /// same messages).
     fn verify_export(&self, export: &Path) -> anyhow::Result<Report> {
-        let verifier = match &self.pubkey {
-            Some(pubkey) => keys::load_verifier(pubkey)?,
-            None => anyhow::bail!("verifying an export needs `--pubkey`"),
+        let Some(pubkey) = &self.pubkey else {
+            anyhow::bail!("verifying an export needs `--pubkey`");
         };
-        let file = std::fs::File::open(export)
-            .with_context(|| format!("cannot open export `{}`", export.display()))?;
-        verify_export(BufReader::new(file), Some(&verifier))
-            .with_context(|| format!("cannot verify export `{}`", export.display()))
+        Ok(offline::verify_export_file(export, pubkey)?)
     }
 
     fn verify_store(&self) -> anyhow::Result<Report> {
@@ -91,7 +83,7 @@ impl Args {
         let bar = progress_bar(path, self.account.as_deref())?;
         let progress = bar
             .clone()
-            .map(|bar| Arc::new(move |n: u64| bar.inc(n)) as chaperone::audit::verify::Progress);
+            .map(|bar| Arc::new(move |n: u64| bar.inc(n)) as Progress);
         let options = VerifyOptions {
             account: self.account.clone(),
             verifier,
@@ -134,7 +126,7 @@ fn progress_bar(path: &Path, account: Option<&str>) -> anyhow::Result<Option<Pro
         return Ok(None);
     }
     let conn = open_read_only(path)?;
-    let total = chaperone::audit::read::count(&conn, account)?;
+    let total = chaperone_store::read::count(&conn, account)?;
     if total < PROGRESS_THRESHOLD {
         return Ok(None);
     }
