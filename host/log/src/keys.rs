@@ -109,7 +109,7 @@ impl Signer {
 
     /// A fresh random key pair, named `chaperone/<16 hex digits of BLAKE3(public key)>`.
     pub fn generate() -> Signer {
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let key = SigningKey::generate(&mut rand_core::OsRng);
         let fingerprint = blake3::hash(key.verifying_key().as_bytes());
         let name = format!(
             "chaperone/{}",
