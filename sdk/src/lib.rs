@@ -88,8 +88,10 @@
 //! Every evaluation runs in a fresh instance under a fuel budget, so what a
 //! policy does on its common paths is latency for every request:
 //!
-//! - The request is borrowed and never freed: keep references into it rather
-//!   than cloning it.
+//! - The SDK decodes the request once, copying each of its strings into an
+//!   allocation of its own (a cost that grows with the snapshot), then lends
+//!   it to the policy and never frees it: keep references into it rather
+//!   than cloning it, which copies every string again.
 //! - The first call through each function pointer in a fresh instance is a
 //!   call out to the host (the instance's table is filled lazily), and
 //!   `format!` makes several: on a hot path, build a message with
@@ -126,7 +128,9 @@ pub mod bindings_root {
     pub use crate::bindings::*;
 }
 
-#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+// Also compiled for the SDK's native tests, over a stand-in for linear
+// memory.
+#[cfg(any(all(target_arch = "wasm32", feature = "bump-allocator"), test))]
 pub mod alloc;
 mod helpers;
 mod packed;
@@ -225,11 +229,12 @@ fn cut_message(message: &mut String) {
     message.push_str(ELLIPSIS);
 }
 
-/// Lets go of a value an export is done with (the request after its
-/// decision, the decision once packed). With the SDK's bump allocator (a wasm
-/// instance used for one evaluation) nothing is freed: dropping would only
-/// walk the whole value to hand memory back to an allocator that keeps it
-/// anyway. Elsewhere the value is dropped as usual.
+/// Lets go of a value an export is done with (the request's bytes once
+/// decoded, the request after its decision, the decision once packed). With
+/// the SDK's bump allocator (a wasm instance used for one evaluation)
+/// nothing is freed: dropping would only walk the whole value to hand
+/// memory back to an allocator that keeps it anyway. Elsewhere the value is
+/// dropped as usual.
 #[doc(hidden)]
 pub fn discard<T>(value: T) {
     #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
@@ -257,17 +262,15 @@ pub fn pack_as_is(decision: Decision) -> Vec<u8> {
 /// Decodes a request passed to `evaluate-packed` (its postcard encoding).
 ///
 /// The host always sends a valid encoding of this package's `request`, so
-/// bytes that do not decode mean the module and the host disagree on the
-/// interface: the module traps (on wasm32), which the host turns into a
-/// fail-closed denial.
+/// bytes that do not decode (a string that is not UTF-8 among them) mean the
+/// module and the host disagree on the interface: the module traps (on
+/// wasm32), which the host turns into a fail-closed denial. Any bytes are
+/// safe to pass: they are checked, not trusted.
 #[doc(hidden)]
 pub fn unpack(bytes: Vec<u8>) -> Request {
-    // With the bump allocator the request's strings point into its bytes,
-    // which a fresh instance can simply keep.
-    #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
-    let decoded = packed::decode(bytes.leak());
-    #[cfg(not(all(target_arch = "wasm32", feature = "bump-allocator")))]
+    // The request owns copies of its strings: nothing in it borrows `bytes`.
     let decoded = packed::decode(&bytes);
+    discard(bytes);
     match decoded {
         Ok(request) => request,
         Err(packed::Malformed) => undecodable(),

@@ -6,6 +6,10 @@
 //! generic serde path cost about twice the fuel of this one, and decoding is
 //! most of what an evaluation does. `unpack` must agree with postcard's
 //! encoder; the tests check it on requests using every case.
+//!
+//! Any bytes are safe to decode: lengths are checked against what is left,
+//! and every string is checked to be UTF-8 and copied into a `String` of
+//! its own (see `copy`), so the request borrows nothing from the bytes.
 
 pub mod decision;
 
@@ -21,74 +25,112 @@ pub struct Malformed;
 
 type Decoded<T> = Result<T, Malformed>;
 
-/// A `String` with this text.
-///
-/// With the SDK's bump allocator (wasm32), the `String` points into the
-/// request's own bytes instead of copying them: each copy is a call out of
-/// the sandbox (`memory.copy`), and a fresh instance never needs the memory
-/// back. That is sound only because `Bump` ignores `dealloc` of any block but
-/// the last one it handed out, and `unpack` leaks the request's buffer (so no
-/// string ever starts at the last block); growing such a `String` reallocates
-/// and copies, as for any block that is not the last. As in wit-bindgen's own
-/// string lifting, UTF-8 is checked only in debug builds: the host encodes
-/// from Rust strings.
-#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
-#[inline(always)]
-fn owned(text: &[u8], bad: &mut bool) -> String {
-    if text.is_empty() {
-        return String::new();
-    }
-    if cfg!(debug_assertions) && core::str::from_utf8(text).is_err() {
-        *bad = true;
-        return String::new();
-    }
-    #[expect(
-        unsafe_code,
-        reason = "zero-copy strings over the leaked request buffer"
-    )]
-    // SAFETY: `text` lies inside the bytes given to `decode`, which on this
-    // target are `'static`: the leaked request buffer, never freed or
-    // written again. The global allocator is `Bump`, whose `dealloc` and
-    // `realloc` on this pointer never touch these bytes (see above). The
-    // bytes are UTF-8: the host encodes Rust strings.
-    unsafe {
-        String::from_raw_parts(text.as_ptr().cast_mut(), text.len(), text.len())
-    }
-}
-
-/// A `String` with this text (a checked copy: the global allocator may free
-/// it).
-#[cfg(not(all(target_arch = "wasm32", feature = "bump-allocator")))]
-fn owned(text: &[u8], bad: &mut bool) -> String {
-    match core::str::from_utf8(text) {
-        Ok(text) => text.to_owned(),
-        Err(_) => {
-            *bad = true;
-            String::new()
-        }
-    }
-}
-
-/// Decodes a whole request; trailing bytes are an error. The strings point
-/// into `bytes`, which must therefore live forever (see `owned`).
-#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
-pub fn decode(bytes: &'static [u8]) -> Decoded<Request> {
-    decode_from(bytes)
-}
-
-/// Decodes a whole request; trailing bytes are an error.
-#[cfg(not(all(target_arch = "wasm32", feature = "bump-allocator")))]
+/// Decodes a whole request; trailing bytes are an error. The request owns
+/// its strings: nothing in it borrows `bytes`.
 pub fn decode(bytes: &[u8]) -> Decoded<Request> {
-    decode_from(bytes)
-}
-
-fn decode_from(bytes: &[u8]) -> Decoded<Request> {
     let mut reader = Reader { bytes, bad: false };
     let request = reader.request();
     if reader.bad || !reader.bytes.is_empty() {
         return Err(Malformed);
     }
     Ok(request)
+}
+
+/// A copy of the string that is the first `len` bytes of `from` (a string
+/// and what follows it in the input), if it is UTF-8.
+///
+/// `Request` owns its strings (`String`, as wit-bindgen generates it), and
+/// a `String` must be an allocation of its own, so the text is copied out
+/// of the input. Almost all of the host's strings are ASCII and up to 32
+/// bytes long, which this tests and copies as whole words of 8 bytes (one
+/// to four, reading past the string into what follows it, then cut to its
+/// length): in wasmtime a copy of variable length (`memory.copy`) is a call
+/// out of the sandbox, and `str::from_utf8` (a call, then a byte at a time)
+/// cost more fuel than the rest of decoding. Longer strings, strings too
+/// near the end of the input for whole words, and strings that are not
+/// ASCII go to `copy_long`.
+#[inline(always)]
+fn copy(from: &[u8], len: usize) -> Option<String> {
+    let short = if len <= 8 {
+        from.first_chunk::<8>()
+            .and_then(|words| copy_ascii(words, len))
+    } else if len <= 16 {
+        from.first_chunk::<16>()
+            .and_then(|words| copy_ascii(words, len))
+    } else if len <= 32 {
+        from.first_chunk::<32>()
+            .and_then(|words| copy_ascii(words, len))
+    } else {
+        None
+    };
+    match short {
+        Some(text) => Some(text),
+        None => copy_long(from.get(..len)?),
+    }
+}
+
+/// The bits of a little-endian word of 8 bytes that are set only when one
+/// of them is above 0x7f.
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The first `len` bytes of `words` as a `String` (with room for all `N`),
+/// if they are all ASCII: tested and copied as whole words, then cut to
+/// `len`.
+#[inline(always)]
+fn copy_ascii<const N: usize>(words: &[u8; N], len: usize) -> Option<String> {
+    const { assert!(N.is_multiple_of(8), "whole words") };
+    if len > N {
+        return None;
+    }
+    let mut high = 0;
+    for (i, word) in words.as_chunks::<8>().0.iter().enumerate() {
+        // The word holds `n` bytes of the string: its low bytes (the word
+        // is little-endian). For `n == 0` the shift wraps to 0 and the
+        // whole word is tested, which is only stricter.
+        let n = len.saturating_sub(8 * i).min(8) as u32;
+        high |= u64::from_le_bytes(*word) & HIGH.wrapping_shr(64 - 8 * n);
+    }
+    if high != 0 {
+        return None;
+    }
+    // A boxed array: its size is known, so it is allocated and copied
+    // without the calls a `Vec` of variable size may be left with.
+    let mut text = (Box::new(*words) as Box<[u8]>).into_vec();
+    text.truncate(len);
+    #[expect(unsafe_code, reason = "ASCII needs no further UTF-8 check")]
+    // SAFETY: `text` is the first `len` bytes of `words` (`len <= N`), each
+    // of which is in the part of a word that was just found to have no byte
+    // above 0x7f (the words are `words` in order, whole as `N` is a
+    // multiple of 8). ASCII is UTF-8.
+    Some(unsafe { String::from_utf8_unchecked(text) })
+}
+
+/// A copy of `text` as a `String`, if it is UTF-8: tested as ASCII 16 bytes
+/// at a time, else checked by `str::from_utf8`.
+#[inline(never)]
+fn copy_long(text: &[u8]) -> Option<String> {
+    const HIGH16: u128 = 0x8080_8080_8080_8080_8080_8080_8080_8080;
+    let (words, _) = text.as_chunks::<16>();
+    // The last 16 bytes cover those after the last whole word.
+    let mut high = text
+        .last_chunk::<16>()
+        .map_or(HIGH16, |last| u128::from_le_bytes(*last));
+    for word in words {
+        high |= u128::from_le_bytes(*word);
+    }
+    let text = if high & HIGH16 == 0 {
+        #[expect(unsafe_code, reason = "ASCII needs no further UTF-8 check")]
+        // SAFETY: every byte of `text` is in one of `words` or in the last
+        // 16 bytes (fewer than 16 follow the last whole word), none of which
+        // is above 0x7f (`high` has `HIGH16` set when there are not 16).
+        // ASCII is UTF-8.
+        unsafe {
+            core::str::from_utf8_unchecked(text)
+        }
+    } else {
+        core::str::from_utf8(text).ok()?
+    };
+    Some(text.to_owned())
 }
 
 /// A LEB128 varint of up to ten bytes, and the bytes after it; `None`
@@ -109,12 +151,12 @@ fn varint_long(mut bytes: &[u8]) -> Option<(u64, &[u8])> {
     None
 }
 
-/// A string's bytes and the bytes after them, for a length of any size;
-/// `None` when the bytes end first.
+/// A string's length, of any size, and the bytes after it; `None` when
+/// the bytes end first.
 #[inline(never)]
-fn long_string(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+fn string_len(bytes: &[u8]) -> Option<(usize, &[u8])> {
     let (len, rest) = varint_long(bytes)?;
-    rest.split_at_checked(usize::try_from(len).ok()?)
+    Some((usize::try_from(len).ok()?, rest))
 }
 
 /// Reads values off the front of the bytes.
@@ -122,7 +164,7 @@ fn long_string(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 /// Errors are sticky rather than returned: a read that fails (bytes run
 /// out, a length exceeds what is left, an unknown case or enumerator)
 /// sets `bad`, empties the input and yields a placeholder, so every later
-/// read is cheap and empty, and `decode_from` refuses the whole request.
+/// read is cheap and empty, and `decode` refuses the whole request.
 /// That keeps a branch-and-return off every field of the hot path (this
 /// decoding is most of a policy's work on a typical request).
 struct Reader<'a> {
@@ -217,26 +259,27 @@ impl Reader<'_> {
         }
     }
 
+    /// A string: a copy of its text (see `copy`), which must be UTF-8.
     #[inline(always)]
     fn string(&mut self) -> String {
         // Nearly every string is shorter than 128 bytes: a one-byte length.
-        if let Some((&len, rest)) = self.bytes.split_first()
-            && len < 0x80
-            && let Some((text, rest)) = rest.split_at_checked(usize::from(len))
-        {
-            self.bytes = rest;
-            return owned(text, &mut self.bad);
+        let (len, from) = match self.bytes.split_first() {
+            Some((&len, from)) if len < 0x80 => (usize::from(len), from),
+            _ => string_len(self.bytes).unwrap_or((usize::MAX, &[])),
+        };
+        let Some(rest) = from.get(len..) else {
+            self.fail();
+            return String::new();
+        };
+        self.bytes = rest;
+        if len == 0 {
+            // No allocation, no copy.
+            return String::new();
         }
-        match long_string(self.bytes) {
-            Some((text, rest)) => {
-                self.bytes = rest;
-                owned(text, &mut self.bad)
-            }
-            None => {
-                self.fail();
-                String::new()
-            }
-        }
+        copy(from, len).unwrap_or_else(|| {
+            self.fail();
+            String::new()
+        })
     }
 
     #[inline(always)]
@@ -541,5 +584,112 @@ mod tests {
         assert_eq!(decode(&bad_case), Err(Malformed));
         // A length far beyond the bytes: refused without allocating it.
         assert_eq!(decode(&[3, 0xff, 0xff, 0xff, 0xff, 0x0f]), Err(Malformed));
+    }
+
+    /// A request with `text` first in the input (the operation) and last
+    /// but for `now` (an entry's value), where fewer than a word's bytes
+    /// may follow it.
+    fn around(text: &str, now: i64) -> Request {
+        request(
+            op::revoke(text),
+            by_user("u"),
+            AccountBuilder::xentral("a").entry("k", text),
+            now,
+        )
+    }
+
+    /// String lengths from `min` to past 128 bytes (a two-byte length):
+    /// all of them up to 40, fewer under Miri (which is slow), but each
+    /// side of every size of word the decoder copies (8, 16 and 32 bytes).
+    fn lengths(min: usize) -> Vec<usize> {
+        let many = [63, 64, 65, 127, 128, 129, 300];
+        let few = [0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 128, 300];
+        if cfg!(miri) {
+            few.into_iter().filter(|&len| len >= min).collect()
+        } else {
+            (min..=40).chain(many).collect()
+        }
+    }
+
+    /// Texts of every length in `lengths`, all ASCII or with a character of
+    /// two, three or four bytes at the start, in the middle or at the end.
+    fn texts() -> Vec<String> {
+        let mut texts = Vec::new();
+        for len in lengths(0) {
+            let ascii = "abcdefghijklmnopqrstuvwxyz0123456789-._@"
+                .chars()
+                .cycle()
+                .take(len)
+                .collect::<String>();
+            texts.push(ascii.clone());
+            let (head, tail) = ascii.split_at(len / 2);
+            for wide in ["é", "€", "😀"] {
+                texts.push(format!("{wide}{ascii}"));
+                texts.push(format!("{head}{wide}{tail}"));
+                texts.push(format!("{ascii}{wide}"));
+            }
+        }
+        texts
+    }
+
+    #[test]
+    fn decodes_strings_of_any_length_text_and_place() {
+        for text in texts() {
+            for now in [0, i64::MIN] {
+                let request = around(&text, now);
+                let bytes = postcard::to_allocvec(&request).unwrap_or_default();
+                assert_eq!(decode(&bytes), Ok(request), "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_strings_that_are_not_utf8() {
+        // A lone continuation byte, a byte that is never UTF-8, a sequence
+        // cut short, an overlong encoding and a surrogate.
+        let bad: [&[u8]; 5] = [
+            &[0x80],
+            &[0xff],
+            &[0xe2, 0x82],
+            &[0xc0, 0x80],
+            &[0xed, 0xa0, 0x80],
+        ];
+        for len in lengths(1) {
+            let text = "Q".repeat(len);
+            let positions: Vec<usize> = if cfg!(miri) {
+                vec![0, len / 2, len - 1]
+            } else {
+                (0..len).collect()
+            };
+            for now in [0, i64::MIN] {
+                let bytes = postcard::to_allocvec(&around(&text, now)).unwrap_or_default();
+                // Where the operation's text and the entry's are.
+                let places: Vec<usize> = bytes
+                    .windows(len)
+                    .enumerate()
+                    .filter(|(_, window)| window.iter().all(|&b| b == b'Q'))
+                    .map(|(at, _)| at)
+                    .filter(|&at| at == 0 || bytes.get(at - 1) != Some(&b'Q'))
+                    .collect();
+                assert_eq!(places.len(), 2, "{len}");
+                for &place in &places {
+                    for &position in &positions {
+                        for sequence in bad {
+                            // The sequence, or as much of it as fits.
+                            let mut corrupt = bytes.clone();
+                            let at = place + position;
+                            for (i, &byte) in sequence.iter().take(len - position).enumerate() {
+                                if let Some(target) = corrupt.get_mut(at + i) {
+                                    *target = byte;
+                                }
+                            }
+                            let text = corrupt.get(place..place + len).unwrap_or_default();
+                            assert!(core::str::from_utf8(text).is_err());
+                            assert_eq!(decode(&corrupt), Err(Malformed), "{len} {position}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
