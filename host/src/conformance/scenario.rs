@@ -16,7 +16,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::instant;
-use crate::service::request::{POLICY_OPS, STATE_OPS, kind};
+use crate::service::request::{STATE_OPS, is_policy_op, kind, policy_ops};
 use crate::service::{ParsedRequest, parse_request};
 
 /// The time of the first step when the scenario gives no `start`.
@@ -379,13 +379,13 @@ impl Step {
             None => return Err(error("op", "is missing".into())),
         };
         let is_state = STATE_OPS.contains(&op.as_str());
-        let is_policy = POLICY_OPS.contains(&op.as_str());
+        let is_policy = is_policy_op(&op);
         if !is_state && !is_policy && !RUNNER_OPS.contains(&op.as_str()) {
             let known: Vec<&str> = STATE_OPS
                 .iter()
-                .chain(POLICY_OPS)
-                .chain(RUNNER_OPS)
                 .copied()
+                .chain(policy_ops())
+                .chain(RUNNER_OPS.iter().copied())
                 .collect();
             return Err(error(
                 "op",
@@ -547,7 +547,7 @@ fn allowed_expectations(op: &str) -> &'static [&'static str] {
         "grant" | "modify" => &["decision", "rule", "expires_at"],
         "create_service_account" => &["decision", "rule", "rights", "description"],
         "audit" => &["verify", "records"],
-        _ if POLICY_OPS.contains(&op) => &["decision", "rule"],
+        _ if is_policy_op(op) => &["decision", "rule"],
         _ => &[],
     }
 }

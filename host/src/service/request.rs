@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::{AccountSpec, OperationRequest, StateStep, UserSpec};
-use chaperone_model as model;
+use chaperone_model::{self as model, OperationKind};
 
 /// A request with the wrong shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,19 +45,16 @@ pub enum ParsedRequest {
 
 /// The state operations.
 pub const STATE_OPS: &[&str] = &["account", "user", "remove_user", "integration"];
-/// The policy-evaluated operations.
-pub const POLICY_OPS: &[&str] = &[
-    "set_setting",
-    "grant",
-    "modify",
-    "revoke",
-    "invite",
-    "create_service_account",
-    "set_rights",
-    "remove_service_account",
-    "act",
-    "custom",
-];
+/// The policy-evaluated operations, by name: the model's one table
+/// ([`OperationKind::name`]).
+pub fn policy_ops() -> impl Iterator<Item = &'static str> + Clone {
+    OperationKind::ALL.into_iter().map(OperationKind::name)
+}
+
+/// Whether `op` names a policy-evaluated operation.
+pub fn is_policy_op(op: &str) -> bool {
+    OperationKind::from_name(op).is_some()
+}
 
 /// Parses one request object (`{"op": ..., ...}`). Fields other than those
 /// of its operation are ignored.
@@ -68,17 +65,6 @@ pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
     let f = Fields(object);
     let op = f.string("op")?;
     let account = || f.string("account");
-    let user_actor = || f.string("actor").map(model::Actor::User);
-    let agent_actor = || f.string("agent").map(model::Actor::Agent);
-    let operation =
-        |actor: model::Actor, operation: model::Operation| -> Result<ParsedRequest, ShapeError> {
-            Ok(ParsedRequest::Operation(OperationRequest {
-                account: account()?,
-                actor,
-                operation,
-                given: value.clone(),
-            }))
-        };
     match op.as_str() {
         "account" => Ok(ParsedRequest::State(StateStep::Account(parse_account(&f)?))),
         "user" => Ok(ParsedRequest::State(StateStep::User {
@@ -94,14 +80,48 @@ pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
             environment: f.string("environment")?,
             id: f.string("id")?,
         })),
-        "set_setting" => operation(
+        _ => policy_operation(value, &f, &op),
+    }
+}
+
+/// A policy-evaluated operation, by its kind's name.
+fn policy_operation(value: &Value, f: &Fields<'_>, op: &str) -> Result<ParsedRequest, ShapeError> {
+    let account = || f.string("account");
+    let user_actor = || f.string("actor").map(model::Actor::User);
+    let agent_actor = || f.string("agent").map(model::Actor::Agent);
+    let operation =
+        |actor: model::Actor, operation: model::Operation| -> Result<ParsedRequest, ShapeError> {
+            Ok(ParsedRequest::Operation(OperationRequest {
+                account: account()?,
+                actor,
+                operation,
+                given: value.clone(),
+            }))
+        };
+    let Some(kind) = OperationKind::from_name(op) else {
+        return Err(ShapeError::new(
+            "op",
+            format!(
+                "`{}` is not an operation; expected one of {}",
+                clip(op),
+                STATE_OPS
+                    .iter()
+                    .copied()
+                    .chain(policy_ops())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    };
+    match kind {
+        OperationKind::SetSetting => operation(
             user_actor()?,
             model::Operation::SetSetting(model::Setting {
                 key: f.string("key")?,
                 value: f.json_text("value")?,
             }),
         ),
-        "grant" => operation(
+        OperationKind::Grant => operation(
             user_actor()?,
             model::Operation::Grant(model::GrantRequest {
                 environment: f.string("environment")?,
@@ -109,7 +129,7 @@ pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
                 expires_in: f.optional_json_text("expires_in"),
             }),
         ),
-        "modify" => operation(
+        OperationKind::Modify => operation(
             user_actor()?,
             model::Operation::Modify(model::ModifyRequest {
                 grant: f.string("grant")?,
@@ -117,27 +137,29 @@ pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
                 expires_in: f.optional_json_text("expires_in"),
             }),
         ),
-        "revoke" => operation(user_actor()?, model::Operation::Revoke(f.string("grant")?)),
-        "invite" => operation(
-            either_actor(&f)?,
+        OperationKind::Revoke => {
+            operation(user_actor()?, model::Operation::Revoke(f.string("grant")?))
+        }
+        OperationKind::Invite => operation(
+            either_actor(f)?,
             model::Operation::Invite(f.string("email")?),
         ),
-        "create_service_account" => {
+        OperationKind::CreateServiceAccount => {
             operation(agent_actor()?, model::Operation::CreateServiceAccount)
         }
-        "set_rights" => operation(
+        OperationKind::SetRights => operation(
             user_actor()?,
             model::Operation::SetRights(model::SetRightsRequest {
                 service_account: f.string("service_account")?,
                 rights: f.json_text("rights")?,
             }),
         ),
-        "remove_service_account" => operation(
+        OperationKind::RemoveServiceAccount => operation(
             user_actor()?,
             model::Operation::RemoveServiceAccount(f.string("service_account")?),
         ),
-        "custom" => operation(
-            either_actor(&f)?,
+        OperationKind::Custom => operation(
+            either_actor(f)?,
             model::Operation::Custom(model::CustomRequest {
                 name: f.string("name")?,
                 params: f
@@ -148,7 +170,7 @@ pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
                     .to_string(),
             }),
         ),
-        "act" => {
+        OperationKind::Act => {
             let action = Fields(f.object("action")?);
             operation(
                 agent_actor()?,
@@ -163,19 +185,6 @@ pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
                 }),
             )
         }
-        other => Err(ShapeError::new(
-            "op",
-            format!(
-                "`{}` is not an operation; expected one of {}",
-                clip(other),
-                STATE_OPS
-                    .iter()
-                    .chain(POLICY_OPS)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
     }
 }
 
