@@ -118,7 +118,9 @@ impl Checkpoint {
             return Err(malformed("the signature lines do not end with a newline"));
         }
         let mut signed = false;
-        for line in signatures.lines() {
+        // Split at `\n` only: a `\r` stays in its line (and its base64).
+        let lines = signatures.strip_suffix('\n').unwrap_or(signatures);
+        for line in lines.split('\n') {
             let Some(rest) = line.strip_prefix(SIGNATURE_PREFIX) else {
                 return Err(malformed("a signature line does not start with `— `"));
             };
@@ -298,6 +300,20 @@ mod tests {
         let proof = cp.inclusion_proof("globex").unwrap();
         let leaf = merkle::leaf_hash(head_line("globex", &cp.head("globex").unwrap()).as_bytes());
         merkle::verify_inclusion(&leaf, &proof, &cp.root).unwrap();
+    }
+
+    #[test]
+    fn a_signature_line_ending_in_a_carriage_return_is_not_valid() {
+        let signer = Signer::from_seed("test/log", [3; 32]).unwrap();
+        let cp = Checkpoint::sign(&signer, 5, heads());
+        let with_cr = format!("{}\r\n", cp.note.strip_suffix('\n').unwrap());
+        assert!(matches!(
+            Checkpoint::open(&with_cr, &signer.verifier()),
+            Err(CheckpointError::BadSignature(_))
+        ));
+        // A second, valid line still signs it.
+        let both = format!("{with_cr}{}", cp.note.rsplit_once("\n\n").unwrap().1);
+        assert!(Checkpoint::open(&both, &signer.verifier()).is_ok());
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub const EXPORT_FORMAT: &str = "chaperone-audit-export";
 /// The export format version.
 pub const EXPORT_VERSION: u64 = 1;
 
+/// How deep an export line's JSON may nest: a record line holds a record
+/// (at most [`crate::record::MAX_RECORD_DEPTH`] levels) one level down.
+const MAX_LINE_DEPTH: usize = crate::record::MAX_RECORD_DEPTH + 1;
+
 /// The export's first line: `{"type":"header","format":...,"version":1,
 /// "account":A,"records":N}` (members in this order, no newline).
 pub fn header_line(account: &str, records: u64) -> String {
@@ -44,8 +48,8 @@ pub fn header_line(account: &str, records: u64) -> String {
 
 /// Appends one record line to `out`, newline included:
 /// `{"type":"record","seq":S,"hash":HEX,"bytes":BASE64,"record":R}`, where
-/// `R` is the bytes themselves when they are JSON on one line (always, for a
-/// record the log wrote), else `null`.
+/// `R` is the bytes themselves when they are JSON on one line, nested at most
+/// 64 levels deep (always, for a record the log wrote), else `null`.
 pub fn push_record_line(out: &mut Vec<u8>, seq: i64, hash: &[u8], bytes: &[u8]) {
     out.extend_from_slice(b"{\"type\":\"record\",\"seq\":");
     out.extend_from_slice(seq.to_string().as_bytes());
@@ -54,9 +58,11 @@ pub fn push_record_line(out: &mut Vec<u8>, seq: i64, hash: &[u8], bytes: &[u8]) 
     out.extend_from_slice(b"\",\"bytes\":\"");
     out.extend_from_slice(BASE64.encode(bytes).as_bytes());
     out.extend_from_slice(b"\",\"record\":");
-    // The record's bytes are JSON: embed them as they are.
+    // The record's bytes are JSON: embed them as they are. Bytes that are
+    // not (only in a tampered store) are left out, so that the line stays
+    // readable and the export gets the verdict the store gets.
     let embeddable =
-        !bytes.contains(&b'\n') && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        !bytes.contains(&b'\n') && crate::json::is_json(bytes, crate::record::MAX_RECORD_DEPTH);
     if embeddable {
         out.extend_from_slice(bytes);
     } else {
@@ -119,12 +125,29 @@ impl<R: BufRead> ExportLines<R> {
                 Err(e) => return Some(Err(VerifyError::Io(e))),
             };
             self.line_no += 1;
-            if line.trim().is_empty() {
+            // Skipped: empty lines and lines of JSON whitespace only.
+            if line
+                .bytes()
+                .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            {
                 continue;
             }
-            return Some(serde_json::from_str(&line).map_err(|e| {
-                VerifyError::Export(format!("line {} is not JSON: {e}", self.line_no))
-            }));
+            let value: Value = match serde_json::from_str(&line) {
+                Ok(value) => value,
+                Err(e) => {
+                    return Some(Err(VerifyError::Export(format!(
+                        "line {} is not JSON: {e}",
+                        self.line_no
+                    ))));
+                }
+            };
+            if crate::json::depth(&value, MAX_LINE_DEPTH) > MAX_LINE_DEPTH {
+                return Some(Err(VerifyError::Export(format!(
+                    "line {} nests deeper than {MAX_LINE_DEPTH} levels",
+                    self.line_no
+                ))));
+            }
+            return Some(Ok(value));
         }
     }
 
@@ -181,12 +204,14 @@ impl<R: BufRead> Iterator for ExportLines<R> {
 }
 
 /// Verifies an export offline: the chain from its genesis, the record count
-/// in the header, the checkpoint's signature (with `verifier`), the account's
-/// head in it, and the inclusion proof of that head.
+/// in the header, the checkpoint's signature (with `verifier`, which is
+/// required even when there is no checkpoint), the account's head in it,
+/// and the inclusion proof of that head.
 pub fn verify_export(
     reader: impl BufRead,
     verifier: Option<&Verifier>,
 ) -> Result<Report, VerifyError> {
+    let verifier = verifier.ok_or(VerifyError::NoPublicKey)?;
     let mut lines = ExportLines {
         lines: reader.lines(),
         line_no: 0,
@@ -213,7 +238,8 @@ pub fn verify_export(
     }
     let account = header_field("account")
         .and_then(Value::as_str)
-        .ok_or_else(|| VerifyError::Export("the header names no account".into()))?
+        .filter(|a| crate::record::valid_account(a))
+        .ok_or_else(|| VerifyError::Export("the header names no valid account id".into()))?
         .to_owned();
     let declared = header_field("records")
         .and_then(Value::as_u64)
@@ -287,7 +313,6 @@ pub fn verify_export(
 
     let label = "the export's checkpoint".to_owned();
     if let Some(note) = checkpoint_note {
-        let verifier = verifier.ok_or(VerifyError::NoPublicKey)?;
         if let Some(cp) = open_checkpoint(&label, &note, verifier, &mut report) {
             match cp.head(&account) {
                 Some(head) if head.seq.get() < limit => {

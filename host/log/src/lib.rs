@@ -9,7 +9,8 @@
 //! The byte-level format is written down in `docs/audit-format.md`.
 //!
 //! Code map:
-//! - [`record`]: drafts, canonical record bytes, decoded records;
+//! - [`record`]: drafts, canonical record bytes, decoded records, and what
+//!   a verifier accepts as a record (with the strict JSON scanner of `json`);
 //! - [`chain`]: sequence numbers, chain hashes, genesis and link;
 //! - [`merkle`]: the RFC 6962-shaped BLAKE3 tree over heads, inclusion proofs;
 //! - [`checkpoint`]: signed notes (C2SP signed-note) of every head;
@@ -84,6 +85,7 @@ macro_rules! blake3_hash_type {
 pub mod chain;
 pub mod checkpoint;
 pub mod export;
+mod json;
 pub mod keys;
 pub mod merkle;
 pub mod offline;

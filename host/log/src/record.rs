@@ -19,6 +19,10 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The largest record, in bytes, the log accepts.
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
 
+/// How deep a record's JSON nests, at most: the record object is level 1,
+/// so `request`, `effects` and `input` can nest 63 levels.
+pub const MAX_RECORD_DEPTH: usize = 64;
+
 /// The longest account id, in bytes.
 pub const MAX_ACCOUNT_LEN: usize = 256;
 
@@ -332,6 +336,12 @@ impl Prepared {
                 )));
             }
         }
+        let deep = |value: &Value| !within_depth(value, 2, MAX_RECORD_DEPTH);
+        if deep(&draft.request) || deep(&draft.effects) || draft.input.as_ref().is_some_and(deep) {
+            return Err(AuditError::InvalidDraft(format!(
+                "the record would nest deeper than {MAX_RECORD_DEPTH} levels"
+            )));
+        }
         let tail = encode_tail(draft);
         if tail.len() > MAX_RECORD_BYTES {
             return Err(AuditError::TooLarge {
@@ -535,23 +545,165 @@ pub fn decode(bytes: &[u8]) -> Result<Record, serde_json::Error> {
     serde_json::from_slice(bytes)
 }
 
-/// The account and sequence number a record's bytes claim, read leniently
-/// (for diagnosing a record that does not begin with its canonical header).
-pub(crate) fn claimed_position(bytes: &[u8]) -> Option<(String, u64)> {
-    #[derive(Deserialize)]
-    struct Claim {
-        account: String,
-        seq: u64,
+/// Whether the arrays and objects of `value`, itself at `level`, nest no
+/// deeper than `max` (looks no deeper than that).
+fn within_depth(value: &Value, level: usize, max: usize) -> bool {
+    match value {
+        Value::Array(_) | Value::Object(_) if level > max => false,
+        Value::Array(items) => items.iter().all(|v| within_depth(v, level + 1, max)),
+        Value::Object(members) => members.values().all(|v| within_depth(v, level + 1, max)),
+        _ => true,
     }
-    serde_json::from_slice::<Claim>(bytes)
-        .ok()
-        .map(|c| (c.account, c.seq))
+}
+
+/// The account and sequence number a record's bytes claim (the *claim* of
+/// the record checks): if the bytes are JSON, at most 64 levels deep, whose
+/// value is an object with an `account` string and a `seq` integer from 0
+/// to 2^64 - 1. For diagnosing a record that does not begin with its header.
+pub(crate) fn claimed_position(bytes: &[u8]) -> Option<(String, u64)> {
+    if !crate::json::is_json(bytes, MAX_RECORD_DEPTH) {
+        return None;
+    }
+    let value: Value = serde_json::from_slice(bytes).ok()?;
+    let account = value.get("account")?.as_str()?.to_owned();
+    // `as_u64` holds integers only: `5.0`, `5e0` and `-0` are floats.
+    let seq = value.get("seq")?.as_u64()?;
+    Some((account, seq))
+}
+
+/// What the header of a record says, past its account and position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader<'b> {
+    /// The time.
+    pub time_ms: i64,
+    /// The kind.
+    pub kind: &'b str,
+}
+
+/// Why bytes are not a record of an account at a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotARecord(&'static str);
+
+/// Checks that `bytes` are a record of `account` at `seq`, as a verifier
+/// accepts one (`docs/audit-format.md`, "What a verifier accepts as a
+/// record"): at most [`MAX_RECORD_BYTES`], JSON without whitespace nesting
+/// at most [`MAX_RECORD_DEPTH`] levels, the full header, then exactly the
+/// members of the record format. Returns the header's time and kind.
+///
+/// One pass over the bytes, allocating nothing: the fast verifier asks this
+/// of every record.
+pub fn check_record<'b>(
+    bytes: &'b [u8],
+    account: &str,
+    seq: u64,
+) -> Result<RecordHeader<'b>, NotARecord> {
+    use crate::json::Scanner;
+    const S: usize = MAX_RECORD_DEPTH;
+    let fail = |what: &'static str| move || NotARecord(what);
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(NotARecord("it is larger than 16 MiB"));
+    }
+    let mut s = Scanner::new(bytes, false);
+    let header = (|| {
+        s.expect(b"{\"v\":1,\"account\":")?;
+        // The account as it is, and a JSON string.
+        (s.string_raw()? == account.as_bytes()).then_some(())?;
+        s.expect(b",\"seq\":")?;
+        (s.canonical_u64()? == seq).then_some(())?;
+        s.expect(b",\"time_ms\":")?;
+        let time_ms = s.canonical_i64()?;
+        s.expect(b",\"kind\":")?;
+        let kind = std::str::from_utf8(s.string_raw()?).ok()?;
+        valid_kind(kind).then_some(RecordHeader { time_ms, kind })
+    })()
+    .ok_or_else(fail("its header is not in its exact form"))?;
+    // From here on the scanner checks that strings are UTF-8, and nothing
+    // else can hold a byte from 0x80 up.
+    (|| {
+        s.expect(b",\"actor\":")?;
+        if s.eat(b"{\"type\":\"user\",\"id\":") {
+            s.string()?;
+            s.expect(b",\"email\":")?;
+            if !s.eat(b"null") {
+                s.string()?;
+            }
+            s.expect(b"}")
+        } else if s.eat(b"{\"type\":\"agent\",\"email\":") {
+            s.string()?;
+            s.expect(b"}")
+        } else {
+            s.expect(b"null")
+        }
+    })()
+    .ok_or_else(fail("its `actor` is not in the record format"))?;
+    (|| {
+        s.expect(b",\"request\":")?;
+        s.value(2, S)
+    })()
+    .ok_or_else(fail("its `request` is not JSON nested at most 64 levels"))?;
+    (|| {
+        s.expect(b",\"decision\":")?;
+        if s.eat(b"null") {
+            return Some(());
+        }
+        s.expect(b"{\"verdict\":")?;
+        if !s.eat(b"\"allow\"") {
+            s.expect(b"\"deny\"")?;
+        }
+        s.expect(b",\"rule\":")?;
+        s.string()?;
+        s.expect(b",\"message\":")?;
+        s.string()?;
+        s.expect(b",\"rules\":[")?;
+        if !s.eat(b"]") {
+            loop {
+                s.string()?;
+                if s.eat(b"]") {
+                    break;
+                }
+                s.expect(b",")?;
+            }
+        }
+        s.expect(b"}")
+    })()
+    .ok_or_else(fail("its `decision` is not in the record format"))?;
+    (|| {
+        s.expect(b",\"effects\":")?;
+        s.array(2, S)
+    })()
+    .ok_or_else(fail(
+        "its `effects` are not a JSON array nested at most 64 levels",
+    ))?;
+    (|| {
+        s.expect(b",\"policy\":")?;
+        if s.eat(b"null") {
+            return Some(());
+        }
+        s.expect(b"{\"digest\":\"")?;
+        s.take_if(64, |b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))?;
+        s.expect(b"\",\"vendor\":")?;
+        s.string()?;
+        s.expect(b",\"version\":")?;
+        s.string()?;
+        s.expect(b"}")
+    })()
+    .ok_or_else(fail("its `policy` is not in the record format"))?;
+    (|| {
+        s.expect(b",\"input\":")?;
+        s.value(2, S)
+    })()
+    .ok_or_else(fail("its `input` is not JSON nested at most 64 levels"))?;
+    (s.eat(b"}") && s.at_end())
+        .then_some(header)
+        .ok_or(NotARecord("it does not end after its `input`"))
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
+#[expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn draft() -> RecordDraft {
@@ -698,5 +850,326 @@ mod tests {
         let mut out = Vec::new();
         push_i64(&mut out, i64::MIN);
         assert_eq!(out, i64::MIN.to_string().into_bytes());
+    }
+
+    #[test]
+    fn number_forms_are_the_documented_ones() {
+        let written = |value: Value| {
+            let mut out = Vec::new();
+            write_value(&mut out, &value);
+            String::from_utf8(out).unwrap()
+        };
+        for (value, text) in [
+            (json!(1e16), "1e+16"),
+            (json!(1.2345e16), "1.2345e+16"),
+            (json!(1e-6), "1e-6"),
+            (json!(2.5e-10), "2.5e-10"),
+            (json!(5e-324), "5e-324"),
+            (json!(0.00001), "0.00001"),
+            (json!(0.0000099), "9.9e-6"),
+            (json!(100.0), "100.0"),
+            (json!(1.5), "1.5"),
+            (json!(0.0), "0.0"),
+            (json!(-0.0), "-0.0"),
+            (json!(1234.5678), "1234.5678"),
+            (json!(1_000_000_000_000_000.0), "1000000000000000.0"),
+            (json!(9_999_999_999_999_998.0), "9999999999999998.0"),
+            (json!(100), "100"),
+            (json!(u64::MAX), "18446744073709551615"),
+            (json!(i64::MIN), "-9223372036854775808"),
+        ] {
+            assert_eq!(written(value), text);
+        }
+        // The document's examples of request values and how they are written.
+        for (given, text) in [
+            ("1.50", "1.5"),
+            ("1e2", "100.0"),
+            ("2E-7", "2e-7"),
+            ("-0", "-0.0"),
+            ("18446744073709551616", "1.8446744073709552e+19"),
+            ("100", "100"),
+        ] {
+            assert_eq!(
+                written(serde_json::from_str(given).unwrap()),
+                text,
+                "{given}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_writers_records_are_records() {
+        for seq in [1, 42, i64::MAX as u64] {
+            let bytes = encode(&draft(), Seq::new(seq).unwrap()).unwrap();
+            let header = check_record(&bytes, "acme", seq).unwrap();
+            assert_eq!(header.time_ms, 1_700_000_000_000);
+            assert_eq!(header.kind, "grant");
+            assert!(check_record(&bytes, "acme", seq + 1).is_err());
+            assert!(check_record(&bytes, "acm", seq).is_err());
+        }
+        let mut d = draft();
+        d.actor = Some(ActorRef::User {
+            id: "u\u{0}".into(),
+            email: None,
+        });
+        d.decision.as_mut().unwrap().rules.clear();
+        d.decision.as_mut().unwrap().verdict = Verdict::Deny;
+        d.policy = None;
+        d.input = Some(json!({"now": -1, "deep": [[[{"x": 1e300}]]]}));
+        d.time_ms = i64::MIN;
+        let bytes = encode(&d, Seq::FIRST).unwrap();
+        assert_eq!(check_record(&bytes, "acme", 1).unwrap().time_ms, i64::MIN);
+        d.actor = Some(ActorRef::Agent {
+            email: "sam@vendor.test".into(),
+        });
+        d.decision = None;
+        let bytes = encode(&d, Seq::FIRST).unwrap();
+        assert!(check_record(&bytes, "acme", 1).is_ok());
+    }
+
+    #[test]
+    fn bytes_that_are_not_records_are_refused() {
+        let good = String::from_utf8(encode(&draft(), Seq::new(5).unwrap()).unwrap()).unwrap();
+        assert!(check_record(good.as_bytes(), "acme", 5).is_ok());
+        let variants: Vec<(String, &str)> = vec![
+            (
+                good.replace("\"input\":null}", "\"input\":null,\"x\":1}"),
+                "a member too many",
+            ),
+            (
+                good.replace("\"input\":null}", "\"input\":null} "),
+                "trailing whitespace",
+            ),
+            (
+                good.replace("\"input\":null}", "\"input\":null}}"),
+                "trailing bytes",
+            ),
+            (
+                good.replace("\"request\":{", "\"request\": {"),
+                "whitespace",
+            ),
+            (good.replace("\"z\":1", "\"z\":1e400"), "an infinite number"),
+            (good.replace("\"z\":1", "\"z\":01"), "a leading zero"),
+            (
+                good.replace("\"z\":1", "\"z\":\"\\ud800\""),
+                "an unpaired surrogate",
+            ),
+            (good.replace("\"z\":1", "\"z\":\"\t\""), "a raw tab"),
+            (
+                good.replace("1700000000000", "01700000000000"),
+                "a time not canonical",
+            ),
+            (
+                good.replace("1700000000000", "9223372036854775808"),
+                "a time too large",
+            ),
+            (
+                good.replace("\"kind\":\"grant\"", "\"kind\":\"Grant\""),
+                "a bad kind",
+            ),
+            (
+                good.replace("\"kind\":\"grant\"", "\"kind\":\"gr\\u0061nt\""),
+                "an escaped kind",
+            ),
+            (
+                good.replace("\"type\":\"user\"", "\"type\":\"User\""),
+                "a bad actor type",
+            ),
+            (
+                good.replace(",\"email\":\"ann@acme.test\"", ""),
+                "a user without email",
+            ),
+            (
+                good.replace("\"verdict\":\"allow\"", "\"verdict\":\"maybe\""),
+                "a bad verdict",
+            ),
+            (
+                good.replace("\"CEL-WHO\",\"CEL-PLAN\"", "\"CEL-WHO\",1"),
+                "a rule not a string",
+            ),
+            (
+                good.replace("\"effects\":[]", "\"effects\":{}"),
+                "effects not an array",
+            ),
+            (
+                good.replace(&"ab".repeat(32), &"AB".repeat(32)),
+                "an uppercase digest",
+            ),
+            (
+                good.replace(&"ab".repeat(32), &"ab".repeat(31)),
+                "a short digest",
+            ),
+            (
+                good.replace("\"policy\":{", "\"policy\":{\"vendor\":\"x\","),
+                "a policy member too many",
+            ),
+            (good.replace("{\"v\":1,", "{\"v\":2,"), "another version"),
+            (
+                good.replace("\"input\":null", "\"input\":"),
+                "no input value",
+            ),
+            (good.replacen('{', "{\"v\":1,", 1), "a duplicated version"),
+        ];
+        for (bytes, what) in &variants {
+            assert_ne!(bytes, &good, "{what}");
+            assert!(check_record(bytes.as_bytes(), "acme", 5).is_err(), "{what}");
+        }
+        // Not UTF-8.
+        let mut bytes = good.clone().into_bytes();
+        let at = good.find("x\\\"").unwrap();
+        bytes[at] = 0xff;
+        assert!(check_record(&bytes, "acme", 5).is_err());
+        // Too deep: 63 levels inside `request` is the most.
+        let nested = |levels: usize| "[".repeat(levels) + &"]".repeat(levels);
+        let request = good.find("\"request\":").unwrap() + "\"request\":".len();
+        let end = good.find(",\"decision\"").unwrap();
+        for (levels, ok) in [(63, true), (64, false)] {
+            let bytes = format!("{}{}{}", &good[..request], nested(levels), &good[end..]);
+            assert_eq!(
+                check_record(bytes.as_bytes(), "acme", 5).is_ok(),
+                ok,
+                "{levels}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_writer_refuses_records_nested_too_deep() {
+        let nested = |levels: usize| (0..levels).fold(json!(null), |inner, _| json!([inner]));
+        let mut d = draft();
+        d.request = nested(63);
+        assert!(encode(&d, Seq::FIRST).is_ok());
+        d.request = nested(64);
+        assert!(matches!(
+            encode(&d, Seq::FIRST),
+            Err(AuditError::InvalidDraft(_))
+        ));
+        let mut d = draft();
+        d.effects = json!([nested(62)]);
+        assert!(encode(&d, Seq::FIRST).is_ok());
+        d.effects = json!([nested(63)]);
+        assert!(encode(&d, Seq::FIRST).is_err());
+        let mut d = draft();
+        d.input = Some(nested(64));
+        assert!(encode(&d, Seq::FIRST).is_err());
+    }
+
+    /// Any JSON value a caller can hand in: every scalar form (floats at
+    /// both ends of their range included), strings of any characters,
+    /// nested arrays and objects.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+            prop_oneof![
+                Just(1e16),
+                Just(-0.0),
+                Just(5e-324),
+                Just(1e-5),
+                Just(f64::MAX)
+            ]
+            .prop_map(|f| json!(f)),
+            any::<String>().prop_map(Value::String),
+            "[\\x00-\\x1f\"\\\\/\\u{7f}\\u{d7ff}\\u{e000}\\u{10ffff}a]{0,6}"
+                .prop_map(Value::String),
+        ];
+        leaf.prop_recursive(8, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(any::<String>(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn any_draft() -> impl Strategy<Value = RecordDraft> {
+        let account = "[!#-\\[\\]-~]{1,20}";
+        let kind = "[a-z0-9_.-]{1,64}";
+        // Printable text (`any::<String>()`), or any characters at all.
+        let text = || {
+            prop_oneof![
+                any::<String>(),
+                "[\\x00-\\x1f\"\\\\\\u{7f}-\\u{10ffff}]{0,8}"
+            ]
+        };
+        let actor = prop_oneof![
+            Just(None),
+            (text(), prop::option::of(text()))
+                .prop_map(|(id, email)| Some(ActorRef::User { id, email })),
+            text().prop_map(|email| Some(ActorRef::Agent { email })),
+        ];
+        let decision = prop::option::of(
+            (
+                any::<bool>(),
+                text(),
+                text(),
+                prop::collection::vec(text(), 0..4),
+            )
+                .prop_map(|(allow, rule, message, rules)| DecisionRecord {
+                    verdict: if allow { Verdict::Allow } else { Verdict::Deny },
+                    rule,
+                    message,
+                    rules,
+                }),
+        );
+        let policy = prop::option::of(("[0-9a-f]{64}", text(), text()).prop_map(
+            |(digest, vendor, version)| PolicyRef {
+                digest,
+                vendor,
+                version,
+            },
+        ));
+        (
+            (account, any::<i64>(), kind, actor),
+            (
+                any_json(),
+                decision,
+                prop::collection::vec(any_json(), 0..4),
+                policy,
+                prop::option::of(any_json()),
+            ),
+        )
+            .prop_map(
+                |((account, time_ms, kind, actor), (request, decision, effects, policy, input))| {
+                    RecordDraft {
+                        account,
+                        time_ms,
+                        kind,
+                        actor,
+                        request,
+                        decision,
+                        effects: Value::Array(effects),
+                        policy,
+                        input,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Everything the writer produces is a record in the verifier's
+        /// sense, with the draft's time and kind in its header.
+        #[test]
+        fn everything_the_writer_encodes_is_a_record(
+            draft in any_draft(),
+            seq in 1..=i64::MAX as u64,
+        ) {
+            let bytes = encode(&draft, Seq::new(seq).unwrap()).unwrap();
+            let header = check_record(&bytes, &draft.account, seq);
+            prop_assert_eq!(
+                header,
+                Ok(RecordHeader { time_ms: draft.time_ms, kind: &draft.kind }),
+                "{}",
+                String::from_utf8_lossy(&bytes)
+            );
+            prop_assert_eq!(decode(&bytes).unwrap().seq, seq);
+        }
     }
 }

@@ -24,12 +24,12 @@ pub enum Problem {
     /// Records from the failure's sequence number to `last_missing` are missing.
     Gap {
         /// The last missing sequence number.
-        last_missing: Seq,
+        last_missing: u64,
     },
     /// The record at this position is another position's record.
     Reordered {
-        /// The sequence number it holds or claims.
-        found: i64,
+        /// The position it is stored at or claims.
+        found: i128,
     },
     /// This record is not part of the chain: the next one chains from the
     /// record before it.
@@ -44,8 +44,14 @@ pub enum Problem {
         /// What is wrong.
         detail: String,
     },
-    /// The store's `time_ms` or `kind` column disagrees with the bytes.
-    IndexMismatch,
+    /// A store column that repeats hashed or signed data disagrees with it:
+    /// a record's `time_ms` or `kind`, or a stored checkpoint's `time_ms`,
+    /// `tree_size` or `root`.
+    IndexMismatch {
+        /// The stored checkpoint whose columns disagree with its note; `None`
+        /// for a record's columns.
+        checkpoint: Option<String>,
+    },
     /// The chain ends below a sequence number that something names.
     Truncated {
         /// The sequence number named.
@@ -105,7 +111,7 @@ impl Problem {
             Problem::Inserted => "inserted",
             Problem::WrongAccount { .. } => "wrong-account",
             Problem::Malformed { .. } => "malformed",
-            Problem::IndexMismatch => "index-mismatch",
+            Problem::IndexMismatch { .. } => "index-mismatch",
             Problem::Truncated { .. } => "truncated",
             Problem::CheckpointMismatch { .. } => "checkpoint-mismatch",
             Problem::HeadMismatch { .. } => "head-mismatch",
@@ -139,8 +145,14 @@ impl fmt::Display for Problem {
                 "moved from another account: the record's bytes name account `{found}`"
             ),
             Problem::Malformed { detail } => write!(f, "malformed record: {detail}"),
-            Problem::IndexMismatch => f.write_str(
+            Problem::IndexMismatch { checkpoint: None } => f.write_str(
                 "index mismatch: the stored time or kind disagrees with the record's bytes",
+            ),
+            Problem::IndexMismatch {
+                checkpoint: Some(checkpoint),
+            } => write!(
+                f,
+                "index mismatch: the stored time, tree size or root of {checkpoint} disagrees with its note"
             ),
             Problem::Truncated { expected, evidence } => write!(
                 f,
@@ -364,9 +376,10 @@ pub struct ChainOutcome {
     pub failure: Option<(Seq, Problem)>,
 }
 
-/// The reference verifier: walks one account's rows in stored order from
-/// `start` and stops at the first bad record. Calls `on_good` with each good
-/// record's sequence number and chain hash.
+/// The reference verifier (`docs/audit-format.md`, "Record checks"): walks
+/// one account's rows in checking order from `start` and stops at the first
+/// bad record. Calls `on_good` with each good record's sequence number and
+/// chain hash.
 pub fn check_chain<E>(
     account: &str,
     start: ChainStart,
@@ -379,30 +392,31 @@ pub fn check_chain<E>(
         mut prev,
         mut prev2,
     } = start;
-    let mut prefix = Vec::with_capacity(128);
-    let outcome = |at: Seq, problem: Problem, last_hash: ChainHash| ChainOutcome {
-        valid_through: at.get() - 1,
-        last_hash,
-        failure: Some((at, problem)),
-    };
+    let mut header = Vec::with_capacity(128);
     while let Some(row) = rows.next() {
         let row = row?;
         let at = i.get();
-        if row.seq != i.to_i64() {
-            let problem = match Seq::from_i64(row.seq) {
-                Some(found) if found > i => Problem::Gap {
-                    last_missing: found.prev().unwrap_or(i),
-                },
-                _ => Problem::Reordered { found: row.seq },
-            };
-            return Ok(outcome(i, problem, prev));
-        }
-        let computed = chain::link(&prev, &row.bytes);
         let stored = ChainHash::from_slice(&row.hash);
+        let computed = chain::link(&prev, &row.bytes);
         let hash_ok = stored == Some(computed);
-        prefix.clear();
-        record::header_prefix(&mut prefix, account, at);
-        if !row.bytes.starts_with(&prefix) {
+        // `misplaced(c)`: the row at `i` is stored at or claims `c != i`.
+        // It is record `i - 1` if it chains from record `i - 2` (and not
+        // from the row before it, which was then inserted).
+        let inserted_before = |c: i128| {
+            c + 1 == i128::from(at)
+                && stored != Some(prev)
+                && prev2.is_some_and(|p2| stored == Some(chain::link(&p2, &row.bytes)))
+        };
+        header.clear();
+        record::header_prefix(&mut header, account, at);
+        // 1. Position.
+        if row.seq != i.to_i64() {
+            let c = i128::from(row.seq);
+            let before = inserted_before(c);
+            return misplaced(c, i, before, (prev, prev2), &mut rows, account);
+        }
+        // 2. Header.
+        if !row.bytes.starts_with(&header) {
             let problem = match record::claimed_position(&row.bytes) {
                 None if hash_ok => Problem::Malformed {
                     detail: "it does not begin with a record header".into(),
@@ -411,80 +425,49 @@ pub fn check_chain<E>(
                 Some((claimed, _)) if claimed != account => {
                     Problem::WrongAccount { found: claimed }
                 }
-                Some((_, s)) if s < at => {
-                    let inserted_before = s + 1 == at
-                        && stored != Some(prev)
-                        && prev2.is_some_and(|p2| stored == Some(chain::link(&p2, &row.bytes)));
-                    if inserted_before {
-                        let before = i.prev().unwrap_or(i);
-                        return Ok(ChainOutcome {
-                            valid_through: before.get() - 1,
-                            last_hash: prev2.unwrap_or(prev),
-                            failure: Some((before, Problem::Inserted)),
-                        });
-                    }
-                    Problem::Reordered {
-                        found: i64::try_from(s).unwrap_or(i64::MAX),
-                    }
-                }
-                Some((_, s)) if s > at => {
-                    let mut held_later = false;
-                    prefix.clear();
-                    record::header_prefix(&mut prefix, account, at);
-                    for later in rows.by_ref() {
-                        if later?.bytes.starts_with(&prefix) {
-                            held_later = true;
-                            break;
-                        }
-                    }
-                    if held_later {
-                        Problem::Reordered {
-                            found: i64::try_from(s).unwrap_or(i64::MAX),
-                        }
-                    } else {
-                        Problem::Gap {
-                            last_missing: Seq::new(s - 1).unwrap_or(i),
-                        }
-                    }
+                Some((_, s)) if s != at => {
+                    let c = i128::from(s);
+                    let before = inserted_before(c);
+                    return misplaced(c, i, before, (prev, prev2), &mut rows, account);
                 }
                 Some(_) if hash_ok => Problem::Malformed {
-                    detail: "its header is not in canonical form".into(),
+                    detail: "its header is not in its exact form".into(),
                 },
                 Some(_) => Problem::HashMismatch,
             };
-            return Ok(outcome(i, problem, prev));
+            return Ok(fail(i, problem, prev));
         }
+        // 3. Hash.
         if !hash_ok {
-            prefix.clear();
-            record::header_prefix(&mut prefix, account, at);
             let next_is_real = matches!(rows.peek(), Some(Ok(next))
-                if next.seq == i.to_i64().saturating_add(1)
-                    && next.bytes.starts_with(&prefix)
+                if next.bytes.starts_with(&header)
                     && ChainHash::from_slice(&next.hash) == Some(chain::link(&prev, &next.bytes)));
             let problem = if next_is_real {
                 Problem::Inserted
             } else {
                 Problem::HashMismatch
             };
-            return Ok(outcome(i, problem, prev));
+            return Ok(fail(i, problem, prev));
         }
-        if let Some((time_ms, kind)) = &row.columns {
-            let matches = match (time_ms, kind) {
-                (Some(time_ms), Some(kind)) => {
-                    prefix.clear();
-                    record::full_prefix(&mut prefix, account, at, *time_ms, kind);
-                    row.bytes.starts_with(&prefix)
-                }
-                _ => false,
-            };
-            if !matches {
-                return Ok(outcome(i, Problem::IndexMismatch, prev));
+        // 4. Record.
+        let fields = match record::check_record(&row.bytes, account, at) {
+            Ok(fields) => fields,
+            Err(why) => {
+                let detail = why.to_string();
+                return Ok(fail(i, Problem::Malformed { detail }, prev));
             }
+        };
+        // 5. Columns (store only).
+        if let Some((time_ms, kind)) = &row.columns
+            && (*time_ms != Some(fields.time_ms) || kind.as_deref() != Some(fields.kind))
+        {
+            return Ok(fail(i, Problem::IndexMismatch { checkpoint: None }, prev));
         }
+        // 6. Decoded (export only).
         if let Some(decoded) = &row.decoded {
             let parsed: Option<Value> = serde_json::from_slice(&row.bytes).ok();
             if parsed.as_ref() != Some(decoded) {
-                return Ok(outcome(i, Problem::DecodedMismatch, prev));
+                return Ok(fail(i, Problem::DecodedMismatch, prev));
             }
         }
         on_good(i, &computed);
@@ -500,6 +483,62 @@ pub fn check_chain<E>(
         last_hash: prev,
         failure: None,
     })
+}
+
+/// The outcome of a chain that fails at `at`, good through the record
+/// before it, whose chain hash is `last_hash`.
+fn fail(at: Seq, problem: Problem, last_hash: ChainHash) -> ChainOutcome {
+    ChainOutcome {
+        valid_through: at.get() - 1,
+        last_hash,
+        failure: Some((at, problem)),
+    }
+}
+
+/// `misplaced(c)` of the record checks: the row at `i` is stored at or
+/// claims position `c != i`. `inserted_before`: it is the real record
+/// `i - 1` (it chains from `prev2`, not from `prev`).
+fn misplaced<E>(
+    c: i128,
+    i: Seq,
+    inserted_before: bool,
+    (prev, prev2): (ChainHash, Option<ChainHash>),
+    later: &mut impl Iterator<Item = Result<RawRow, E>>,
+    account: &str,
+) -> Result<ChainOutcome, E> {
+    let at = i128::from(i.get());
+    if c > at {
+        let problem = if held_later(later, account, i)? {
+            Problem::Reordered { found: c }
+        } else {
+            Problem::Gap {
+                last_missing: u64::try_from(c - 1).unwrap_or(u64::MAX),
+            }
+        };
+        return Ok(fail(i, problem, prev));
+    }
+    match (inserted_before, i.prev(), prev2) {
+        (true, Some(before), Some(prev2)) => Ok(fail(before, Problem::Inserted, prev2)),
+        _ => Ok(fail(i, Problem::Reordered { found: c }, prev)),
+    }
+}
+
+/// Whether record `i` is held later: a row after the current one is stored
+/// at position `i`, or its bytes begin with the header of `account` and `i`.
+fn held_later<E>(
+    later: &mut impl Iterator<Item = Result<RawRow, E>>,
+    account: &str,
+    i: Seq,
+) -> Result<bool, E> {
+    let mut header = Vec::with_capacity(64 + account.len());
+    record::header_prefix(&mut header, account, i.get());
+    for row in later {
+        let row = row?;
+        if row.seq == i.to_i64() || row.bytes.starts_with(&header) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Opens one checkpoint note with the log's key; a note that cannot be
@@ -532,7 +571,7 @@ pub fn open_checkpoint(
 }
 
 /// Checks checkpoint notes, recording bad ones in `report`; returns the
-/// trusted ones, oldest first.
+/// signed ones in the order of [`order_checkpoints`].
 pub fn open_checkpoints(
     notes: Vec<(String, String)>,
     verifier: Option<&Verifier>,
@@ -548,8 +587,20 @@ pub fn open_checkpoints(
             trusted.push((label, cp));
         }
     }
-    trusted.sort_by_key(|(_, cp)| cp.time_ms);
+    order_checkpoints(&mut trusted);
     Ok(trusted)
+}
+
+/// Puts signed checkpoints in the order their consistency is checked in
+/// (step S4): by time, then by the sum of their heads' sequence numbers,
+/// then as they were given (the sort is stable). So of two checkpoints with
+/// the same time, the one that can extend the other comes second, whatever
+/// order they were found in.
+pub fn order_checkpoints(trusted: &mut [(String, Checkpoint)]) {
+    trusted.sort_by_cached_key(|(_, cp)| {
+        let sum: u128 = cp.heads.iter().map(|(_, h)| u128::from(h.seq.get())).sum();
+        (cp.time_ms, sum)
+    });
 }
 
 /// Heads that went backwards, changed at the same sequence number, or
@@ -586,4 +637,180 @@ pub fn forks(trusted: &[(String, Checkpoint)]) -> Vec<(String, Seq, Problem)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+mod tests {
+    use super::*;
+    use crate::record::RecordDraft;
+    use serde_json::json;
+
+    /// The rows of a good chain of `n` records of `acme`, as an export
+    /// holds them.
+    fn chain(n: u64) -> Vec<RawRow> {
+        let mut prev = chain::genesis("acme");
+        (1..=n)
+            .map(|seq| {
+                let bytes = encoded(seq, seq);
+                prev = chain::link(&prev, &bytes);
+                row(seq, prev, bytes)
+            })
+            .collect()
+    }
+
+    /// Record `seq`'s bytes, with content `n`.
+    fn encoded(seq: u64, n: u64) -> Vec<u8> {
+        let draft = RecordDraft {
+            account: "acme".into(),
+            time_ms: 1_700_000_000_000 + i64::try_from(n).unwrap(),
+            kind: "sync".into(),
+            actor: None,
+            request: json!({"n": n}),
+            decision: None,
+            effects: json!([]),
+            policy: None,
+            input: None,
+        };
+        record::encode(&draft, Seq::new(seq).unwrap()).unwrap()
+    }
+
+    fn row(seq: u64, hash: ChainHash, bytes: Vec<u8>) -> RawRow {
+        RawRow {
+            seq: i64::try_from(seq).unwrap(),
+            hash: hash.as_bytes().to_vec(),
+            decoded: serde_json::from_slice(&bytes).ok(),
+            bytes,
+            columns: None,
+        }
+    }
+
+    fn check(rows: Vec<RawRow>) -> (u64, Option<(u64, Problem)>) {
+        let rows = rows.into_iter().map(Ok::<_, ()>);
+        let outcome = check_chain("acme", ChainStart::genesis("acme"), rows, |_, _| {}).unwrap();
+        let failure = outcome.failure.map(|(s, p)| (s.get(), p));
+        (outcome.valid_through, failure)
+    }
+
+    fn hash(row: &RawRow) -> ChainHash {
+        ChainHash::from_slice(&row.hash).unwrap()
+    }
+
+    #[test]
+    fn a_good_chain_passes() {
+        assert_eq!(check(chain(5)), (5, None));
+    }
+
+    #[test]
+    fn swapped_rows_are_reordered_and_a_cut_is_a_gap() {
+        let mut rows = chain(6);
+        rows.swap(2, 3);
+        assert_eq!(check(rows), (2, Some((3, Problem::Reordered { found: 4 }))));
+        let mut rows = chain(6);
+        rows.swap(1, 4);
+        assert_eq!(check(rows), (1, Some((2, Problem::Reordered { found: 5 }))));
+        let mut rows = chain(6);
+        rows.remove(2);
+        let gap = Problem::Gap { last_missing: 3 };
+        assert_eq!(check(rows), (2, Some((3, gap.clone()))));
+        // Cut, and the rest renumbered: the bytes still claim their place.
+        let mut rows = chain(6);
+        rows.remove(2);
+        for (i, row) in rows.iter_mut().enumerate() {
+            row.seq = i64::try_from(i).unwrap() + 1;
+        }
+        assert_eq!(check(rows), (2, Some((3, gap))));
+        // Two removed: records 3 and 4 are missing.
+        let mut rows = chain(6);
+        rows.drain(2..4);
+        assert_eq!(
+            check(rows),
+            (2, Some((3, Problem::Gap { last_missing: 4 })))
+        );
+    }
+
+    #[test]
+    fn a_row_claimed_later_by_its_bytes_is_held_later() {
+        // Rows renumbered in place but their bytes swapped: positions agree,
+        // the bytes of 3 hold record 4's header and record 3 comes next.
+        let mut rows = chain(6);
+        let (a, b) = (rows[2].clone(), rows[3].clone());
+        rows[2] = RawRow { seq: 3, ..b };
+        rows[3] = RawRow { seq: 4, ..a };
+        assert_eq!(check(rows), (2, Some((3, Problem::Reordered { found: 4 }))));
+    }
+
+    #[test]
+    fn a_duplicated_row_is_reordered() {
+        let mut rows = chain(5);
+        rows.insert(3, rows[2].clone());
+        assert_eq!(check(rows), (3, Some((4, Problem::Reordered { found: 3 }))));
+        let mut rows = chain(5);
+        rows.push(rows[1].clone());
+        assert_eq!(check(rows), (5, Some((6, Problem::Reordered { found: 2 }))));
+        let mut rows = chain(5);
+        rows[0].seq = 0;
+        assert_eq!(check(rows), (0, Some((1, Problem::Reordered { found: 0 }))));
+    }
+
+    #[test]
+    fn a_row_inserted_without_renumbering_is_inserted() {
+        // Chained correctly from record 4, at position 5, before the real 5.
+        let rows = chain(6);
+        let bytes = encoded(5, 77);
+        let forged = row(5, chain::link(&hash(&rows[3]), &bytes), bytes);
+        let mut tampered = rows.clone();
+        tampered.insert(4, forged);
+        assert_eq!(check(tampered), (4, Some((5, Problem::Inserted))));
+        // With a wrong hash: seen at the row itself.
+        let mut tampered = rows.clone();
+        tampered.insert(4, row(5, ChainHash::from_bytes([7; 32]), encoded(5, 77)));
+        assert_eq!(check(tampered), (4, Some((5, Problem::Inserted))));
+        // Inserted with the rest renumbered: the real 5 is stored at 6.
+        let bytes = encoded(5, 77);
+        let forged = row(5, chain::link(&hash(&rows[3]), &bytes), bytes);
+        let mut tampered = rows;
+        tampered.insert(4, forged);
+        for row in tampered.iter_mut().skip(5) {
+            row.seq += 1;
+        }
+        assert_eq!(check(tampered), (4, Some((5, Problem::Inserted))));
+    }
+
+    #[test]
+    fn a_valid_hash_over_bytes_that_are_not_a_record_is_malformed() {
+        let mut rows = chain(4);
+        let text = String::from_utf8(rows[2].bytes.clone()).unwrap();
+        let bytes = text
+            .replace("\"input\":null}", "\"input\":null,\"x\":1}")
+            .into_bytes();
+        rows[2] = row(3, chain::link(&hash(&rows[1]), &bytes), bytes);
+        rows.truncate(3);
+        let (good, failure) = check(rows);
+        assert_eq!(good, 2);
+        assert!(
+            matches!(failure, Some((3, Problem::Malformed { .. }))),
+            "{failure:?}"
+        );
+    }
+
+    #[test]
+    fn checkpoints_at_equal_times_are_ordered_by_their_heads() {
+        let signer = crate::keys::Signer::from_seed("test/log", [3; 32]).unwrap();
+        let head = |seq| {
+            vec![(
+                "acme".to_owned(),
+                crate::ChainHead {
+                    seq: Seq::new(seq).unwrap(),
+                    hash: chain::genesis("acme"),
+                },
+            )]
+        };
+        let later = Checkpoint::sign(&signer, 5, head(7));
+        let earlier = Checkpoint::sign(&signer, 5, head(3));
+        let mut trusted = vec![("b".to_owned(), later), ("a".to_owned(), earlier)];
+        order_checkpoints(&mut trusted);
+        assert_eq!(trusted[0].0, "a");
+        assert!(forks(&trusted).is_empty());
+    }
 }

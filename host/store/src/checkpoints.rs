@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 
 use chaperone_log::keys::Signer;
 use chaperone_log::{AuditError, Checkpoint};
+use rusqlite::types::ValueRef;
 
 use crate::StoreError;
 
@@ -77,4 +78,57 @@ fn stored_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
         time_ms: row.get(1)?,
         note,
     })
+}
+
+/// A stored checkpoint row as a verifier reads it: every column as it is,
+/// whatever its type (a tampered row may hold anything).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    /// The row id.
+    pub id: i64,
+    /// The `time_ms` column, if it is an integer.
+    pub time_ms: Option<i64>,
+    /// The `tree_size` column, if it is an integer.
+    pub tree_size: Option<i64>,
+    /// The `root` column's bytes (a blob's or a text's; `None` for another
+    /// type).
+    pub root: Option<Vec<u8>>,
+    /// The note, read lossily if it is not UTF-8 text.
+    pub note: String,
+}
+
+impl CheckpointRow {
+    /// Whether the columns repeat what the (opened) note says: its time,
+    /// its number of heads and its root.
+    pub fn matches(&self, checkpoint: &Checkpoint) -> bool {
+        self.time_ms == Some(checkpoint.time_ms)
+            && self
+                .tree_size
+                .is_some_and(|n| u64::try_from(n).ok() == Some(checkpoint.heads.len() as u64))
+            && self.root.as_deref() == Some(checkpoint.root.as_bytes().as_slice())
+    }
+}
+
+/// Every stored checkpoint row, in increasing order of the `time_ms` column
+/// then `id` (step S2 of verification).
+pub fn rows(conn: &Connection) -> rusqlite::Result<Vec<CheckpointRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, time_ms, tree_size, root, note FROM audit_checkpoints ORDER BY time_ms, id",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        let bytes = |value: ValueRef<'_>| match value {
+            ValueRef::Blob(b) | ValueRef::Text(b) => Some(b.to_vec()),
+            _ => None,
+        };
+        Ok(CheckpointRow {
+            id: row.get(0)?,
+            time_ms: row.get_ref(1)?.as_i64().ok(),
+            tree_size: row.get_ref(2)?.as_i64().ok(),
+            root: bytes(row.get_ref(3)?),
+            note: bytes(row.get_ref(4)?)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
+        })
+    })?;
+    rows.collect()
 }

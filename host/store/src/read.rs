@@ -50,24 +50,31 @@ pub fn heads(conn: &Connection) -> Result<Vec<(String, ChainHead)>, StoreError> 
 
 /// Every account that has records, sorted, found by skipping through the
 /// primary key (one lookup per account, not one per record).
+///
+/// An `account` that is text but not UTF-8 (only a tampered row has one)
+/// names no account this reads, and is skipped; the walk goes on past it, so
+/// that it cannot hide the accounts after it. The walk ends at the first
+/// `account` that is not text (blobs sort after all text).
 pub fn accounts(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT account FROM audit_records WHERE account > ?1 ORDER BY account LIMIT 1",
+        "SELECT account FROM audit_records WHERE account > CAST(?1 AS TEXT)
+         ORDER BY account LIMIT 1",
     )?;
     let mut accounts = Vec::new();
-    let mut last = String::new();
+    let mut last: Vec<u8> = Vec::new();
     loop {
         let next = stmt
-            .query_row([&last], |row| {
-                Ok(row.get_ref(0)?.as_str().ok().map(str::to_owned))
+            .query_row([&last], |row| match row.get_ref(0)? {
+                rusqlite::types::ValueRef::Text(text) => Ok(Some(text.to_vec())),
+                _ => Ok(None),
             })
             .optional()?;
-        // Stop at the end, or at an account id that is not text (only a
-        // tampered row has one; verification reports the chain it left).
         let Some(Some(next)) = next else {
             break;
         };
-        accounts.push(next.clone());
+        if let Ok(account) = std::str::from_utf8(&next) {
+            accounts.push(account.to_owned());
+        }
         last = next;
     }
     Ok(accounts)

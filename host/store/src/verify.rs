@@ -8,13 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 
 use chaperone_log::chain::{self, ChainHash, Seq};
 use chaperone_log::keys::Verifier;
 use chaperone_log::record;
 use chaperone_log::verify::{
-    ChainOutcome, ChainStart, Problem, RawRow, Report, check_chain, forks, open_checkpoints,
+    ChainOutcome, ChainStart, Failure, Problem, RawRow, Report, check_chain, forks,
+    open_checkpoint, order_checkpoints,
 };
 
 use crate::checkpoints;
@@ -146,18 +148,44 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
     let mut report = Report::default();
     let mut account_failures: BTreeMap<String, Vec<(Seq, Problem)>> = BTreeMap::new();
 
-    // Checkpoints: signatures, then consistency between them.
-    let mut notes: Vec<(String, String)> = checkpoints::stored(&conn)?
-        .into_iter()
-        .map(|c| (format!("checkpoint #{}", c.id), c.note))
-        .collect();
-    notes.extend(
-        options
-            .checkpoints
-            .iter()
-            .map(|c| (c.label.clone(), c.note.clone())),
-    );
-    let trusted = open_checkpoints(notes, options.verifier.as_ref(), &mut report)?;
+    // Checkpoints (S2, S3): signatures, and the stored ones' columns.
+    let stored = checkpoints::rows(&conn)?;
+    let verifier = match (
+        &options.verifier,
+        stored.is_empty() && options.checkpoints.is_empty(),
+    ) {
+        (_, true) => None,
+        (Some(verifier), false) => Some(verifier),
+        (None, false) => {
+            return Err(chaperone_log::verify::VerifyError::NoPublicKey.into());
+        }
+    };
+    let mut trusted = Vec::new();
+    if let Some(verifier) = verifier {
+        for row in stored {
+            let label = format!("checkpoint #{}", row.id);
+            if let Some(cp) = open_checkpoint(&label, &row.note, verifier, &mut report) {
+                if !row.matches(&cp) {
+                    report.failures.push(Failure {
+                        account: None,
+                        seq: None,
+                        problem: Problem::IndexMismatch {
+                            checkpoint: Some(label.clone()),
+                        },
+                    });
+                }
+                trusted.push((label, cp));
+            }
+        }
+        for external in &options.checkpoints {
+            let label = external.label.clone();
+            if let Some(cp) = open_checkpoint(&label, &external.note, verifier, &mut report) {
+                trusted.push((label, cp));
+            }
+        }
+    }
+    // S4: in order, each must extend the one before it.
+    order_checkpoints(&mut trusted);
     let in_scope = |account: &str| options.account.as_deref().is_none_or(|a| a == account);
     for (account, seq, problem) in forks(&trusted) {
         if in_scope(&account) {
@@ -174,9 +202,12 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
         None => {
             let mut all: BTreeSet<String> = read::accounts(&conn)?.into_iter().collect();
             let mut stmt = conn.prepare_cached("SELECT account FROM audit_heads")?;
-            let heads = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            // A head whose account is not text names no chain.
+            let heads = stmt.query_map([], |row| {
+                Ok(row.get_ref(0)?.as_str().ok().map(str::to_owned))
+            })?;
             for account in heads {
-                all.insert(account?);
+                all.extend(account?);
             }
             for (_, cp) in &trusted {
                 all.extend(cp.heads.iter().map(|(a, _)| a.clone()));
@@ -263,7 +294,9 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
 fn stored_hash(conn: &Connection, account: &str, seq: Seq) -> rusqlite::Result<Option<ChainHash>> {
     let hash: Option<Vec<u8>> = conn
         .prepare_cached("SELECT hash FROM audit_records WHERE account = ?1 AND seq = ?2")?
-        .query_row(params![account, seq.to_i64()], |row| row.get(0))
+        .query_row(params![account, seq.to_i64()], |row| {
+            Ok(blob(row.get_ref(0)?))
+        })
         .optional()?;
     Ok(hash.and_then(|h| ChainHash::from_slice(&h)))
 }
@@ -299,18 +332,10 @@ fn reference_check_in_tx(
     account: &str,
     start: ChainStart,
 ) -> Result<ChainOutcome, VerifyError> {
-    let low = if start.next == Seq::FIRST {
-        i64::MIN
-    } else {
-        start.next.to_i64()
-    };
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, time_ms, kind, hash, bytes FROM audit_records
-         WHERE account = ?1 AND seq >= ?2 ORDER BY seq",
-    )?;
-    let rows = stmt.query_map(params![account, low], |row| {
+    let raw_row = |row: &rusqlite::Row<'_>| {
         Ok(RawRow {
-            seq: row.get(0)?,
+            // A `seq` that is not an integer is read as position 0.
+            seq: row.get_ref(0)?.as_i64().unwrap_or(0),
             columns: Some((
                 row.get_ref(1)?.as_i64().ok(),
                 row.get_ref(2)?.as_str().ok().map(str::to_owned),
@@ -319,13 +344,29 @@ fn reference_check_in_tx(
             bytes: blob(row.get_ref(4)?),
             decoded: None,
         })
-    })?;
-    let mut outcome = check_chain(account, start, rows, |_, _| {})?;
+    };
+    // From the start, every row of the chain, whatever its `seq` holds;
+    // from a later record, the rows from it on.
+    let mut outcome = if start.next == Seq::FIRST {
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, time_ms, kind, hash, bytes FROM audit_records
+             WHERE account = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![account], raw_row)?;
+        check_chain(account, start, rows, |_, _| {})?
+    } else {
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, time_ms, kind, hash, bytes FROM audit_records
+             WHERE account = ?1 AND seq >= ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![account, start.next.to_i64()], raw_row)?;
+        check_chain(account, start, rows, |_, _| {})?
+    };
     if outcome.failure.is_none() {
         let head = conn
             .prepare_cached("SELECT seq, hash FROM audit_heads WHERE account = ?1")?
             .query_row([account], |row| {
-                Ok((row.get::<_, i64>(0)?, blob(row.get_ref(1)?)))
+                Ok(head_row(row.get_ref(0)?, row.get_ref(1)?))
             })
             .optional()?;
         outcome.failure = head_problem(head, &outcome);
@@ -333,50 +374,59 @@ fn reference_check_in_tx(
     Ok(outcome)
 }
 
-fn blob(value: rusqlite::types::ValueRef<'_>) -> Vec<u8> {
+fn blob(value: ValueRef<'_>) -> Vec<u8> {
     match value {
-        rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => b.to_vec(),
+        ValueRef::Blob(b) | ValueRef::Text(b) => b.to_vec(),
         _ => Vec::new(),
     }
 }
 
-/// Compares the store's recorded head with a chain that verified.
-fn head_problem(head: Option<(i64, Vec<u8>)>, outcome: &ChainOutcome) -> Option<(Seq, Problem)> {
-    let last = outcome.valid_through;
-    let after = Seq::new(last + 1).unwrap_or(Seq::FIRST);
-    let Some((seq, hash)) = head else {
-        return (last > 0).then(|| {
+/// An `audit_heads` row: its `seq`, read as 0 if it is not an integer of
+/// at least 1, and its hash.
+fn head_row(seq: ValueRef<'_>, hash: ValueRef<'_>) -> (u64, Vec<u8>) {
+    let seq = seq
+        .as_i64()
+        .ok()
+        .and_then(|s| u64::try_from(s).ok())
+        .unwrap_or(0);
+    (seq, blob(hash))
+}
+
+/// Compares the store's recorded head with a chain that verified, good
+/// through `n` (step S6).
+fn head_problem(head: Option<(u64, Vec<u8>)>, outcome: &ChainOutcome) -> Option<(Seq, Problem)> {
+    let n = outcome.valid_through;
+    let record = |s: u64| Seq::new(s).unwrap_or(Seq::FIRST);
+    let Some((h, hash)) = head else {
+        return (n > 0).then(|| {
             (
-                Seq::new(last).unwrap_or(Seq::FIRST),
+                Seq::FIRST,
                 Problem::HeadMismatch {
                     detail: "the store records no head for this chain".into(),
                 },
             )
         });
     };
-    let head_seq = u64::try_from(seq).unwrap_or(0);
-    if head_seq > last {
+    if h > n {
         return Some((
-            after,
+            record(n + 1),
             Problem::Truncated {
-                expected: Seq::new(head_seq).unwrap_or(after),
+                expected: record(h),
                 evidence: "the store's head".into(),
             },
         ));
     }
-    if head_seq < last {
+    if h < n {
         return Some((
-            Seq::new(head_seq + 1).unwrap_or(Seq::FIRST),
+            record(h + 1),
             Problem::HeadMismatch {
-                detail: format!(
-                    "the store's head is record {head_seq}, before the end of the chain"
-                ),
+                detail: format!("the store's head is record {h}, before the end of the chain"),
             },
         ));
     }
     if ChainHash::from_slice(&hash) != Some(outcome.last_hash) {
         return Some((
-            Seq::new(last).unwrap_or(Seq::FIRST),
+            record(n.max(1)),
             Problem::HeadMismatch {
                 detail: "the store's head hash differs from the chain's".into(),
             },
@@ -486,10 +536,12 @@ fn fast_check(
         let mut stmt = conn.prepare_cached("SELECT account, seq, hash FROM audit_heads")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            heads.insert(
-                row.get::<_, String>(0)?,
-                (row.get::<_, i64>(1)?, blob(row.get_ref(2)?)),
-            );
+            if let Ok(account) = row.get_ref(0)?.as_str() {
+                heads.insert(
+                    account.to_owned(),
+                    head_row(row.get_ref(1)?, row.get_ref(2)?),
+                );
+            }
         }
         Ok((low, high, heads))
     })?;
@@ -607,16 +659,17 @@ fn scan_range_in_tx(
         if run.as_ref().is_some_and(|run| run.bad) {
             continue;
         }
-        // The record's own checks; the link to its predecessor waits for the
-        // join when it is the first of its run here.
+        // The record's own checks (its bytes are a record of its account and
+        // position, whose time and kind are in its columns); the link to its
+        // predecessor waits for the join when it is the first of its run here.
         let checked = (|| {
             let seq = u64::try_from(row.get_ref(1).ok()?.as_i64().ok()?).ok()?;
             let time_ms = row.get_ref(2).ok()?.as_i64().ok()?;
             let kind = row.get_ref(3).ok()?.as_str().ok()?;
             let hash = ChainHash::from_slice(row.get_ref(4).ok()?.as_blob().ok()?)?;
             let bytes = row.get_ref(5).ok()?.as_blob().ok()?;
-            record::starts_with_full_prefix(bytes, account, seq, time_ms, kind)
-                .then_some((seq, hash, bytes))
+            let fields = record::check_record(bytes, account, seq).ok()?;
+            (fields.time_ms == time_ms && fields.kind == kind).then_some((seq, hash, bytes))
         })();
         match (run, checked) {
             (Some(run), Some((seq, stored, bytes)))

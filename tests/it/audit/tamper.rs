@@ -11,7 +11,7 @@ use rusqlite::{Connection, params};
 
 use super::{draft, failure, populated, raw, verify, verify_with};
 
-fn bytes_of(conn: &Connection, account: &str, seq: i64) -> Vec<u8> {
+pub(super) fn bytes_of(conn: &Connection, account: &str, seq: i64) -> Vec<u8> {
     conn.query_row(
         "SELECT bytes FROM audit_records WHERE account = ?1 AND seq = ?2",
         params![account, seq],
@@ -510,4 +510,283 @@ fn the_writer_refuses_updates_and_deletes_of_records() {
     assert!(result.is_err());
     drop(store);
     assert!(verify(&fixture.path).is_ok());
+}
+
+/// Replaces record `seq` of `account` with `bytes` (its columns set from
+/// them) and chains it and every record after it again, head included, as
+/// a forger who knows the format would.
+pub(super) fn replace_and_rechain(conn: &Connection, account: &str, seq: i64, bytes: &[u8]) {
+    let mut prev = match seq {
+        1 => chain::genesis(account),
+        _ => hash_of(conn, account, seq - 1),
+    };
+    let max: i64 = conn
+        .query_row(
+            "SELECT MAX(seq) FROM audit_records WHERE account = ?1",
+            [account],
+            |row| row.get(0),
+        )
+        .unwrap();
+    for at in seq..=max {
+        let bytes = if at == seq {
+            bytes.to_vec()
+        } else {
+            bytes_of(conn, account, at)
+        };
+        let hash = chain::link(&prev, &bytes);
+        conn.execute(
+            "UPDATE audit_records SET bytes = ?3, hash = ?4 WHERE account = ?1 AND seq = ?2",
+            params![account, at, bytes, hash.as_bytes().as_slice()],
+        )
+        .unwrap();
+        prev = hash;
+    }
+    set_head(conn, account, max);
+}
+
+/// Bytes of `acme` 5 with a valid header and hash that are not a record,
+/// each with what is wrong with it.
+pub(super) fn not_records(good: &str) -> Vec<(String, &'static str)> {
+    vec![
+        (
+            good.replace("\"input\":", "\"extra\":1,\"input\":"),
+            "a member the format does not have",
+        ),
+        (
+            good.replace(",\"request\":", ", \"request\":"),
+            "whitespace",
+        ),
+        (format!("{good} "), "a trailing space"),
+        (
+            good.replace("\"request\":{", "\"request\":{\"big\":1e400,"),
+            "a number that is not finite",
+        ),
+        (
+            good.replace("\"request\":{", "\"request\":{\"s\":\"\\udc00\","),
+            "an unpaired surrogate",
+        ),
+        (
+            // `effects` is level 2: 63 levels more inside it is one too many.
+            good.replace(
+                "\"effects\":[",
+                &format!("\"effects\":[{}{},", "[".repeat(63), "]".repeat(63)),
+            ),
+            "nesting 65 levels deep",
+        ),
+        (
+            good.replacen(",\"kind\":\"", ",\"kind\":\"X", 1),
+            "a kind that is not a kind",
+        ),
+        (
+            good.replace("\"time_ms\":", "\"time_ms\":0"),
+            "a time that is not canonical",
+        ),
+    ]
+}
+
+#[test]
+fn a_valid_hash_over_bytes_that_are_not_a_record_is_malformed() {
+    let template = populated();
+    let good = String::from_utf8(bytes_of(&raw(&template.path), "acme", 5)).unwrap();
+    for (bytes, what) in not_records(&good) {
+        let fixture = template.copy();
+        let conn = raw(&fixture.path);
+        replace_and_rechain(&conn, "acme", 5, bytes.as_bytes());
+        drop(conn);
+        // Both paths (`verify` checks that they agree).
+        let report = verify(&fixture.path);
+        assert_eq!(failure(&report, "acme"), (5, "malformed"), "{what}");
+    }
+}
+
+#[test]
+fn a_store_without_a_head_row_fails_at_record_1() {
+    let fixture = populated();
+    raw(&fixture.path)
+        .execute("DELETE FROM audit_heads WHERE account = 'acme'", [])
+        .unwrap();
+    let report = verify(&fixture.path);
+    assert_eq!(failure(&report, "acme"), (1, "head-mismatch"));
+    assert_eq!(report.failures.len(), 1, "{report:#?}");
+}
+
+#[test]
+fn stored_checkpoint_columns_must_repeat_the_note() {
+    for change in [
+        "time_ms = time_ms + 1",
+        "time_ms = 'soon'",
+        "tree_size = 2",
+        "tree_size = 'three'",
+        "root = zeroblob(32)",
+        "root = substr(root, 1, 31)",
+    ] {
+        let fixture = populated();
+        raw(&fixture.path)
+            .execute(
+                &format!("UPDATE audit_checkpoints SET {change} WHERE id = 2"),
+                [],
+            )
+            .unwrap();
+        let report = verify(&fixture.path);
+        assert_eq!(report.failures.len(), 1, "{change}: {report:#?}");
+        let failure = &report.failures[0];
+        assert_eq!(failure.problem.code(), "index-mismatch", "{change}");
+        assert_eq!((&failure.account, failure.seq), (&None, None), "{change}");
+        assert!(failure.to_string().contains("checkpoint #2"), "{failure}");
+    }
+}
+
+#[test]
+fn a_signed_checkpoint_whose_columns_disagree_still_counts() {
+    // The note, not its columns, is what counts: the cut tail is still
+    // caught by checkpoint #2, besides the column mismatch.
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    truncate_acme(&conn);
+    conn.execute(
+        "UPDATE audit_checkpoints SET tree_size = 0 WHERE id = 2",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let report = verify(&fixture.path);
+    let codes: Vec<_> = report.failures.iter().map(|f| f.problem.code()).collect();
+    assert_eq!(codes, ["index-mismatch", "truncated"], "{report:#?}");
+    assert_eq!(failure(&report, "acme"), (8, "truncated"));
+}
+
+/// Heads of the populated store as they were when `acme` had 7 records.
+fn heads_at_acme_7(conn: &Connection) -> Vec<(String, ChainHead)> {
+    let mut heads = heads(conn);
+    heads[0].1 = ChainHead {
+        seq: Seq::new(7).unwrap(),
+        hash: hash_of(conn, "acme", 7),
+    };
+    heads
+}
+
+#[test]
+fn an_earlier_state_signed_at_the_same_time_is_not_a_fork() {
+    // Checkpoint #2's time, the log as it was a little before: consistent.
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    let cp = Checkpoint::sign(&signer(&fixture), 1_700_000_900_000, heads_at_acme_7(&conn));
+    drop(conn);
+    let options = VerifyOptions {
+        checkpoints: vec![ExternalCheckpoint {
+            label: "checkpoint file `same-time.txt`".into(),
+            note: cp.note.clone(),
+        }],
+        ..VerifyOptions::default()
+    };
+    let report = verify_with(&fixture.path, options);
+    assert!(report.is_ok(), "{report:#?}");
+    assert_eq!(report.checkpoints, 3);
+
+    // Stored before checkpoint #2 (a smaller id): the same.
+    let conn = raw(&fixture.path);
+    conn.execute(
+        "INSERT INTO audit_checkpoints (id, time_ms, tree_size, root, note) VALUES (0, ?1, 3, ?2, ?3)",
+        params![cp.time_ms, cp.root.as_bytes().as_slice(), cp.note],
+    )
+    .unwrap();
+    drop(conn);
+    assert!(verify(&fixture.path).is_ok());
+}
+
+#[test]
+fn another_hash_at_the_same_head_and_time_is_a_fork_in_either_order() {
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    let mut forked = heads(&conn);
+    forked[1].1.hash = ChainHash::from_bytes([9; 32]);
+    let cp = Checkpoint::sign(&signer(&fixture), 1_700_000_900_000, forked);
+    drop(conn);
+    // After checkpoint #2.
+    let options = VerifyOptions {
+        checkpoints: vec![ExternalCheckpoint {
+            label: "checkpoint file `other.txt`".into(),
+            note: cp.note.clone(),
+        }],
+        ..VerifyOptions::default()
+    };
+    let report = verify_with(&fixture.path, options);
+    assert_eq!(failure(&report, "globex"), (6, "fork"));
+    assert_eq!(report.failures.len(), 1, "{report:#?}");
+    // Before it.
+    let conn = raw(&fixture.path);
+    conn.execute(
+        "INSERT INTO audit_checkpoints (id, time_ms, tree_size, root, note) VALUES (0, ?1, 3, ?2, ?3)",
+        params![cp.time_ms, cp.root.as_bytes().as_slice(), cp.note],
+    )
+    .unwrap();
+    drop(conn);
+    let report = verify(&fixture.path);
+    assert_eq!(failure(&report, "globex"), (6, "fork"));
+    assert!(
+        report.failures[0]
+            .to_string()
+            .contains("checkpoint #2 is inconsistent with checkpoint #0"),
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn wrongly_typed_columns_are_read_as_the_format_says() {
+    // A `seq` that is not an integer is position 0, after the integers.
+    let fixture = populated();
+    raw(&fixture.path)
+        .execute(
+            "UPDATE audit_records SET seq = 'five' WHERE account = 'acme' AND seq = 5",
+            [],
+        )
+        .unwrap();
+    assert_eq!(failure(&verify(&fixture.path), "acme"), (5, "reordered"));
+
+    // A head `seq` that is not an integer is read as 0.
+    let fixture = populated();
+    raw(&fixture.path)
+        .execute(
+            "UPDATE audit_heads SET seq = 'four' WHERE account = 'initech'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(
+        failure(&verify(&fixture.path), "initech"),
+        (1, "head-mismatch")
+    );
+
+    // A `time_ms` column that is not an integer disagrees with the bytes.
+    let fixture = populated();
+    raw(&fixture.path)
+        .execute(
+            "UPDATE audit_records SET time_ms = 'then' WHERE account = 'globex' AND seq = 3",
+            [],
+        )
+        .unwrap();
+    assert_eq!(
+        failure(&verify(&fixture.path), "globex"),
+        (3, "index-mismatch")
+    );
+}
+
+#[test]
+fn an_account_id_that_is_not_utf8_hides_no_other_chain() {
+    // `acme` then 0xFF sorts before `globex`: the chains after it must
+    // still be found from their records (no head row, no checkpoint here).
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    conn.execute(
+        "INSERT INTO audit_records (account, seq, time_ms, kind, hash, bytes)
+         VALUES (CAST(X'61636d65ff' AS TEXT), 1, 0, 'sync', zeroblob(32), X'7b7d')",
+        [],
+    )
+    .unwrap();
+    conn.execute("DELETE FROM audit_checkpoints", []).unwrap();
+    conn.execute("DELETE FROM audit_heads WHERE account = 'globex'", [])
+        .unwrap();
+    drop(conn);
+    let report = verify(&fixture.path);
+    assert_eq!(failure(&report, "globex"), (1, "head-mismatch"));
+    assert_eq!(report.accounts, 3);
 }
