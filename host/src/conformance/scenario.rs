@@ -13,10 +13,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::instant;
-use crate::service::request::{STATE_OPS, is_policy_op, kind, policy_ops};
+use crate::service::request::{STATE_OPS, decode, is_policy_op, kind, policy_ops};
 use crate::service::{ParsedRequest, parse_request};
 
 /// The time of the first step when the scenario gives no `start`.
@@ -283,59 +284,20 @@ impl Scenario {
     /// Checks a scenario given as JSON.
     pub fn from_value(value: &Value) -> Result<Scenario, ScenarioError> {
         let top = |field: &str, problem: String| ScenarioError::new(None, field, problem);
-        let object = value.as_object().ok_or_else(|| {
-            top(
+        if !value.is_object() {
+            return Err(top(
                 "scenario",
                 format!("must be an object, got {}", kind(value)),
-            )
-        })?;
-        let name = match object.get("name") {
-            Some(Value::String(name)) => name.clone(),
-            Some(other) => {
-                return Err(top(
-                    "name",
-                    format!("must be a string, got {}", kind(other)),
-                ));
-            }
-            None => return Err(top("name", "is missing".into())),
-        };
-        let rules = match object.get("rules") {
-            None => Vec::new(),
-            Some(Value::Array(rules)) => rules
-                .iter()
-                .enumerate()
-                .map(|(i, rule)| {
-                    rule.as_str().map(str::to_string).ok_or_else(|| {
-                        top(
-                            &format!("rules[{i}]"),
-                            format!("must be a string, got {}", kind(rule)),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(top("rules", format!("must be a list, got {}", kind(other))));
-            }
-        };
-        let start = match object.get("start") {
-            None => instant::parse(DEFAULT_START).map_err(|e| top("start", e.to_string()))?,
-            Some(Value::String(text)) => {
-                instant::parse(text).map_err(|e| top("start", e.to_string()))?
-            }
-            Some(other) => {
-                return Err(top(
-                    "start",
-                    format!("must be an RFC 3339 time, got {}", kind(other)),
-                ));
-            }
-        };
-        let steps = match object.get("steps") {
-            Some(Value::Array(steps)) => steps,
-            Some(other) => {
-                return Err(top("steps", format!("must be a list, got {}", kind(other))));
-            }
-            None => return Err(top("steps", "is missing".into())),
-        };
+            ));
+        }
+        let File {
+            name,
+            rules,
+            start,
+            steps,
+        } = decode(value).map_err(|shape| top(&shape.field, shape.problem))?;
+        let start = instant::parse(start.as_deref().unwrap_or(DEFAULT_START))
+            .map_err(|e| top("start", e.to_string()))?;
 
         let mut now = start;
         let mut bound: Vec<(String, ObjectKind, usize)> = Vec::new();
@@ -368,16 +330,12 @@ impl Step {
         let object = value
             .as_object()
             .ok_or_else(|| error("step", format!("must be an object, got {}", kind(value))))?;
-        let op = match object.get("op") {
-            Some(Value::String(op)) => op.clone(),
-            Some(other) => {
-                return Err(error(
-                    "op",
-                    format!("must be a string, got {}", kind(other)),
-                ));
-            }
-            None => return Err(error("op", "is missing".into())),
-        };
+        let RunnerFields {
+            op,
+            at,
+            binds,
+            expect,
+        } = decode(value).map_err(|shape| error(&shape.field, shape.problem))?;
         let is_state = STATE_OPS.contains(&op.as_str());
         let is_policy = is_policy_op(&op);
         if !is_state && !is_policy && !RUNNER_OPS.contains(&op.as_str()) {
@@ -397,63 +355,39 @@ impl Step {
             ));
         }
 
-        let at = match object.get("at") {
+        let at = match at {
             None => previous,
-            Some(Value::String(text)) => {
-                let at = instant::parse(text).map_err(|e| error("at", e.to_string()))?;
+            Some(text) => {
+                let at = instant::parse(&text).map_err(|e| error("at", e.to_string()))?;
                 if at < previous {
                     return Err(error(
                         "at",
                         format!(
                             "`{}` is before the previous step's time `{}`; time never goes backwards",
-                            clip(text),
+                            clip(&text),
                             instant::format(previous)
                         ),
                     ));
                 }
                 at
             }
-            Some(other) => {
-                return Err(error(
-                    "at",
-                    format!("must be an RFC 3339 time, got {}", kind(other)),
-                ));
-            }
         };
 
-        let binds = match object.get("as") {
-            None => None,
-            Some(Value::String(name)) => {
-                if ObjectKind::created_by(&op).is_none() {
-                    return Err(error(
-                        "as",
-                        format!(
-                            "`{op}` creates nothing to bind; only grant, invite and create_service_account do"
-                        ),
-                    ));
-                }
-                if name.is_empty() {
-                    return Err(error("as", "must not be empty".into()));
-                }
-                Some(name.clone())
-            }
-            Some(other) => {
-                return Err(error(
-                    "as",
-                    format!("must be a string, got {}", kind(other)),
-                ));
-            }
-        };
+        if binds.is_some() && ObjectKind::created_by(&op).is_none() {
+            return Err(error(
+                "as",
+                format!(
+                    "`{op}` creates nothing to bind; only grant, invite and create_service_account do"
+                ),
+            ));
+        }
+        if binds.as_deref() == Some("") {
+            return Err(error("as", "must not be empty".into()));
+        }
 
-        let expect = match object.get("expect") {
+        let expect = match expect {
             None => Expect::default(),
-            Some(Value::Object(expect)) => parse_expect(index, &op, expect)?,
-            Some(other) => {
-                return Err(error(
-                    "expect",
-                    format!("must be an object, got {}", kind(other)),
-                ));
-            }
+            Some(expect) => parse_expect(index, &op, &expect)?,
         };
 
         let request: Map<String, Value> = object
@@ -493,16 +427,8 @@ impl Step {
         } else if op == "tick" {
             StepAction::Tick
         } else {
-            let account = match object.get("account") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(account)) => Some(account.clone()),
-                Some(other) => {
-                    return Err(error(
-                        "account",
-                        format!("must be a string, got {}", kind(other)),
-                    ));
-                }
-            };
+            let AuditFields { account } =
+                decode(value).map_err(|shape| error(&shape.field, shape.problem))?;
             StepAction::Audit { account }
         };
 
@@ -574,17 +500,9 @@ fn parse_expect(
             return Err(error(&clip(key), problem));
         }
     }
-    let string = |field: &str| -> Result<Option<String>, ScenarioError> {
-        match given.get(field) {
-            None => Ok(None),
-            Some(Value::String(text)) => Ok(Some(text.clone())),
-            Some(other) => Err(error(
-                field,
-                format!("must be a string, got {}", kind(other)),
-            )),
-        }
-    };
-    let decision = match string("decision")?.as_deref() {
+    let fields: ExpectFields = decode(&Value::Object(given.clone()))
+        .map_err(|shape| error(&shape.field, shape.problem))?;
+    let decision = match fields.decision.as_deref() {
         None => None,
         Some("allow") => Some(Decision::Allow),
         Some("deny") => Some(Decision::Deny),
@@ -598,33 +516,11 @@ fn parse_expect(
             ));
         }
     };
-    let expires_at = match string("expires_at")? {
+    let expires_at = match fields.expires_at {
         None => None,
         Some(text) => Some(instant::parse(&text).map_err(|e| error("expires_at", e.to_string()))?),
     };
-    let rights = match given.get("rights") {
-        None => None,
-        Some(Value::Array(list)) => Some(
-            list.iter()
-                .enumerate()
-                .map(|(i, right)| {
-                    right.as_str().map(str::to_string).ok_or_else(|| {
-                        error(
-                            &format!("rights[{i}]"),
-                            format!("must be a string, got {}", kind(right)),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        Some(other) => {
-            return Err(error(
-                "rights",
-                format!("must be a list, got {}", kind(other)),
-            ));
-        }
-    };
-    let verify = match string("verify")?.as_deref() {
+    let verify = match fields.verify.as_deref() {
         None => false,
         Some("ok") => true,
         Some(other) => {
@@ -634,47 +530,56 @@ fn parse_expect(
             ));
         }
     };
-    let records = match given.get("records") {
-        None => None,
-        Some(Value::Object(counts)) => {
-            let mut records = BTreeMap::new();
-            for (record_kind, count) in counts {
-                let field = format!("records.{}", clip(record_kind));
-                let n = count.as_u64().filter(|_| !count.is_f64()).ok_or_else(|| {
-                    error(
-                        &field,
-                        format!("must be a whole number, got {}", describe(count)),
-                    )
-                })?;
-                records.insert(record_kind.clone(), n);
-            }
-            Some(records)
-        }
-        Some(other) => {
-            return Err(error(
-                "records",
-                format!("must be an object, got {}", kind(other)),
-            ));
-        }
-    };
     Ok(Expect {
         decision,
-        rule: string("rule")?,
+        rule: fields.rule,
         expires_at,
-        rights,
-        description: string("description")?,
+        rights: fields.rights,
+        description: fields.description,
         verify,
-        records,
+        records: fields.records,
         given: given.clone(),
     })
 }
 
-/// A value's type, or the number itself when it is a number.
-fn describe(value: &Value) -> String {
-    match value {
-        Value::Number(n) => format!("`{n}`"),
-        other => kind(other).to_string(),
-    }
+/// The top level of a scenario file. Members not named here are ignored.
+#[derive(Deserialize)]
+struct File {
+    name: String,
+    #[serde(default)]
+    rules: Vec<String>,
+    start: Option<String>,
+    steps: Vec<Value>,
+}
+
+/// The fields of a step that the runner reads itself.
+#[derive(Deserialize)]
+struct RunnerFields {
+    op: String,
+    at: Option<String>,
+    #[serde(rename = "as")]
+    binds: Option<String>,
+    expect: Option<Map<String, Value>>,
+}
+
+/// The fields of an `audit` step.
+#[derive(Deserialize)]
+struct AuditFields {
+    account: Option<String>,
+}
+
+/// Everything an `expect` may say; which of it a step may say is checked
+/// before (`allowed_expectations`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectFields {
+    decision: Option<String>,
+    rule: Option<String>,
+    expires_at: Option<String>,
+    rights: Option<Vec<String>>,
+    description: Option<String>,
+    verify: Option<String>,
+    records: Option<BTreeMap<String, u64>>,
 }
 
 /// User text, shortened for messages.

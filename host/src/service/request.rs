@@ -2,18 +2,25 @@
 //! share — turned once into validated [`StateStep`]s and
 //! [`OperationRequest`]s.
 //!
-//! The host refuses only what has the wrong shape: malformed JSON, a missing
-//! required field, a field of the wrong type, an unknown operation or value
-//! of a closed set. Everything the policy validates itself (`scope`,
-//! `expires_in`, `rights`, setting values, action names, email addresses)
-//! passes through as given.
+//! Each operation's fields are a struct derived with serde, picked by the
+//! request's `op` from the model's one table of operation names
+//! ([`OperationKind::name`]). The host refuses only what has the wrong
+//! shape: malformed JSON, a missing required field, a field of the wrong
+//! type, an unknown operation or value of a closed set, a field an
+//! environment entry does not have. Everything the policy validates itself
+//! (`scope`, `expires_in`, `rights`, setting values, action names, email
+//! addresses) passes through as given. Fields other than those of the
+//! operation are kept in the request as given (and so in its audit record)
+//! but not read.
 
-use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_path_to_error::Segment;
 
 use super::{AccountSpec, OperationRequest, StateStep, UserSpec};
-use chaperone_model::{self as model, OperationKind};
+use chaperone_model::{self as model, EnvironmentKind, OperationKind, Plan};
 
 /// A request with the wrong shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +52,7 @@ pub enum ParsedRequest {
 
 /// The state operations.
 pub const STATE_OPS: &[&str] = &["account", "user", "remove_user", "integration"];
+
 /// The policy-evaluated operations, by name: the model's one table
 /// ([`OperationKind::name`]).
 pub fn policy_ops() -> impl Iterator<Item = &'static str> + Clone {
@@ -56,330 +64,470 @@ pub fn is_policy_op(op: &str) -> bool {
     OperationKind::from_name(op).is_some()
 }
 
-/// Parses one request object (`{"op": ..., ...}`). Fields other than those
-/// of its operation are ignored.
+/// The request's fields, one struct per operation. Unknown fields are
+/// ignored (the request is open: a caller may carry its own context, which
+/// the audit record keeps as given); an environment entry is closed.
+mod wire {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+    use serde_json::{Map, Value};
+
+    #[derive(Deserialize)]
+    pub struct Op {
+        pub op: String,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Account {
+        pub id: String,
+        pub policy: String,
+        pub plan: String,
+        pub environments: Vec<Environment>,
+        pub settings: Option<Map<String, Value>>,
+        pub seat_limit: Option<u32>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Environment {
+        pub id: String,
+        pub kind: String,
+    }
+
+    #[derive(Deserialize)]
+    pub struct User {
+        pub account: String,
+        pub id: String,
+        pub email: String,
+        pub role: String,
+        pub access: Option<BTreeMap<String, String>>,
+        pub rights: Option<Vec<String>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct RemoveUser {
+        pub account: String,
+        pub id: String,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Integration {
+        pub account: String,
+        pub environment: String,
+        pub id: String,
+    }
+
+    /// A customer user asks, by id.
+    #[derive(Deserialize)]
+    pub struct UserAsks {
+        pub account: String,
+        pub actor: String,
+    }
+
+    /// A vendor agent asks, by email.
+    #[derive(Deserialize)]
+    pub struct AgentAsks {
+        pub account: String,
+        pub agent: String,
+    }
+
+    /// Either asks: `actor` or `agent`, exactly one of them.
+    #[derive(Deserialize)]
+    pub struct EitherAsks {
+        pub account: String,
+        pub actor: Option<String>,
+        pub agent: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct SetSetting {
+        pub key: String,
+        pub value: Value,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Grant {
+        pub environment: String,
+        pub scope: Value,
+        pub expires_in: Option<Value>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Modify {
+        pub grant: String,
+        pub scope: Option<Value>,
+        pub expires_in: Option<Value>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Revoke {
+        pub grant: String,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Invite {
+        pub email: String,
+    }
+
+    #[derive(Deserialize)]
+    pub struct SetRights {
+        pub service_account: String,
+        pub rights: Value,
+    }
+
+    #[derive(Deserialize)]
+    pub struct RemoveServiceAccount {
+        pub service_account: String,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Custom {
+        pub name: String,
+        #[serde(default)]
+        pub params: Value,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Act {
+        pub action: Action,
+    }
+
+    /// Fields of `action` other than these are ignored (CONFORMANCE.md).
+    #[derive(Deserialize)]
+    pub struct Action {
+        pub name: String,
+        pub environment: Option<String>,
+        pub integration: Option<String>,
+    }
+}
+
+/// Parses one request object (`{"op": ..., ...}`).
 pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
-    let object = value.as_object().ok_or_else(|| {
-        ShapeError::new("request", format!("must be an object, got {}", kind(value)))
-    })?;
-    let f = Fields(object);
-    let op = f.string("op")?;
-    let account = || f.string("account");
-    match op.as_str() {
-        "account" => Ok(ParsedRequest::State(StateStep::Account(parse_account(&f)?))),
-        "user" => Ok(ParsedRequest::State(StateStep::User {
-            account: account()?,
-            user: parse_user(&f)?,
-        })),
-        "remove_user" => Ok(ParsedRequest::State(StateStep::RemoveUser {
-            account: account()?,
-            id: f.string("id")?,
-        })),
-        "integration" => Ok(ParsedRequest::State(StateStep::Integration {
-            account: account()?,
-            environment: f.string("environment")?,
-            id: f.string("id")?,
-        })),
-        _ => policy_operation(value, &f, &op),
-    }
-}
-
-/// A policy-evaluated operation, by its kind's name.
-fn policy_operation(value: &Value, f: &Fields<'_>, op: &str) -> Result<ParsedRequest, ShapeError> {
-    let account = || f.string("account");
-    let user_actor = || f.string("actor").map(model::Actor::User);
-    let agent_actor = || f.string("agent").map(model::Actor::Agent);
-    let operation =
-        |actor: model::Actor, operation: model::Operation| -> Result<ParsedRequest, ShapeError> {
-            Ok(ParsedRequest::Operation(OperationRequest {
-                account: account()?,
-                actor,
-                operation,
-                given: value.clone(),
-            }))
-        };
-    let Some(kind) = OperationKind::from_name(op) else {
+    if !value.is_object() {
         return Err(ShapeError::new(
-            "op",
-            format!(
-                "`{}` is not an operation; expected one of {}",
-                clip(op),
-                STATE_OPS
-                    .iter()
-                    .copied()
-                    .chain(policy_ops())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            "request",
+            format!("must be an object, got {}", kind(value)),
         ));
-    };
-    match kind {
-        OperationKind::SetSetting => operation(
-            user_actor()?,
-            model::Operation::SetSetting(model::Setting {
-                key: f.string("key")?,
-                value: f.json_text("value")?,
-            }),
-        ),
-        OperationKind::Grant => operation(
-            user_actor()?,
-            model::Operation::Grant(model::GrantRequest {
-                environment: f.string("environment")?,
-                scope: f.json_text("scope")?,
-                expires_in: f.optional_json_text("expires_in"),
-            }),
-        ),
-        OperationKind::Modify => operation(
-            user_actor()?,
-            model::Operation::Modify(model::ModifyRequest {
-                grant: f.string("grant")?,
-                scope: f.optional_json_text("scope"),
-                expires_in: f.optional_json_text("expires_in"),
-            }),
-        ),
-        OperationKind::Revoke => {
-            operation(user_actor()?, model::Operation::Revoke(f.string("grant")?))
-        }
-        OperationKind::Invite => operation(
-            either_actor(f)?,
-            model::Operation::Invite(f.string("email")?),
-        ),
-        OperationKind::CreateServiceAccount => {
-            operation(agent_actor()?, model::Operation::CreateServiceAccount)
-        }
-        OperationKind::SetRights => operation(
-            user_actor()?,
-            model::Operation::SetRights(model::SetRightsRequest {
-                service_account: f.string("service_account")?,
-                rights: f.json_text("rights")?,
-            }),
-        ),
-        OperationKind::RemoveServiceAccount => operation(
-            user_actor()?,
-            model::Operation::RemoveServiceAccount(f.string("service_account")?),
-        ),
-        OperationKind::Custom => operation(
-            either_actor(f)?,
-            model::Operation::Custom(model::CustomRequest {
-                name: f.string("name")?,
-                params: f
-                    .0
-                    .get("params")
-                    .cloned()
-                    .unwrap_or(Value::Null)
-                    .to_string(),
-            }),
-        ),
-        OperationKind::Act => {
-            let action = Fields(f.object("action")?);
-            operation(
-                agent_actor()?,
-                model::Operation::Act(model::Action {
-                    name: action.string("name").map_err(|e| e.under("action"))?,
-                    environment: action
-                        .optional_string("environment")
-                        .map_err(|e| e.under("action"))?,
-                    integration: action
-                        .optional_string("integration")
-                        .map_err(|e| e.under("action"))?,
-                }),
-            )
-        }
     }
-}
-
-/// `actor` (a user id) or `agent` (an email), exactly one of them.
-fn either_actor(f: &Fields<'_>) -> Result<model::Actor, ShapeError> {
-    match (f.0.contains_key("actor"), f.0.contains_key("agent")) {
-        (true, false) => f.string("actor").map(model::Actor::User),
-        (false, true) => f.string("agent").map(model::Actor::Agent),
-        (true, true) => Err(ShapeError::new("actor", "and `agent` cannot both be given")),
-        (false, false) => Err(ShapeError::new("actor", "is missing (or give `agent`)")),
-    }
-}
-
-fn parse_account(f: &Fields<'_>) -> Result<AccountSpec, ShapeError> {
-    let plan = match f.string("plan")?.as_str() {
-        "free" => model::Plan::Free,
-        "trial" => model::Plan::Trial,
-        "paid" => model::Plan::Paid,
-        other => {
-            return Err(ShapeError::new(
-                "plan",
+    let wire::Op { op } = decode(value)?;
+    match op.as_str() {
+        "account" => Ok(ParsedRequest::State(StateStep::Account(account(decode(
+            value,
+        )?)?))),
+        "user" => {
+            let user: wire::User = decode(value)?;
+            Ok(ParsedRequest::State(StateStep::User {
+                account: user.account,
+                user: UserSpec {
+                    id: user.id,
+                    email: user.email,
+                    role: user.role,
+                    access: user.access.unwrap_or_default(),
+                    rights: user.rights.unwrap_or_default(),
+                },
+            }))
+        }
+        "remove_user" => {
+            let wire::RemoveUser { account, id } = decode(value)?;
+            Ok(ParsedRequest::State(StateStep::RemoveUser { account, id }))
+        }
+        "integration" => {
+            let wire::Integration {
+                account,
+                environment,
+                id,
+            } = decode(value)?;
+            Ok(ParsedRequest::State(StateStep::Integration {
+                account,
+                environment,
+                id,
+            }))
+        }
+        _ => match OperationKind::from_name(&op) {
+            Some(kind) => policy_operation(value, kind).map(ParsedRequest::Operation),
+            None => Err(ShapeError::new(
+                "op",
                 format!(
-                    "`{}` is not a plan; expected free, trial or paid",
-                    clip(other)
+                    "`{}` is not an operation; expected one of {}",
+                    clip(&op),
+                    STATE_OPS
+                        .iter()
+                        .copied()
+                        .chain(policy_ops())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
-            ));
-        }
-    };
-    let mut environments = Vec::new();
-    for (i, env) in f.array("environments")?.iter().enumerate() {
-        let field = format!("environments[{i}]");
-        let env = Fields(env.as_object().ok_or_else(|| {
-            ShapeError::new(&field, format!("must be an object, got {}", kind(env)))
-        })?);
-        let id = env.string("id").map_err(|e| e.under(&field))?;
-        let kind = match env.string("kind").map_err(|e| e.under(&field))?.as_str() {
-            "production" => model::EnvironmentKind::Production,
-            "sandbox" => model::EnvironmentKind::Sandbox,
-            other => {
-                return Err(ShapeError::new(
-                    format!("{field}.kind"),
-                    format!(
-                        "`{}` is not an environment kind; expected production or sandbox",
-                        clip(other)
-                    ),
-                ));
-            }
-        };
-        if environments.iter().any(|(existing, _)| existing == &id) {
-            return Err(ShapeError::new(
-                format!("{field}.id"),
-                format!("`{}` is given twice", clip(&id)),
-            ));
-        }
-        environments.push((id, kind));
+            )),
+        },
     }
-    let settings = match f.optional_object("settings")? {
-        Some(settings) => settings
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        None => BTreeMap::new(),
+}
+
+/// Who may ask for an operation.
+enum Asker {
+    /// A customer user (`actor`).
+    User,
+    /// A vendor agent (`agent`).
+    Agent,
+    /// Either, exactly one of them.
+    Either,
+}
+
+/// A policy-evaluated operation of kind `kind`.
+fn policy_operation(value: &Value, op: OperationKind) -> Result<OperationRequest, ShapeError> {
+    use model::Operation as O;
+    let (asker, operation) = match op {
+        OperationKind::SetSetting => {
+            let wire::SetSetting { key, value } = decode(value)?;
+            let value = value.to_string();
+            (Asker::User, O::SetSetting(model::Setting { key, value }))
+        }
+        OperationKind::Grant => {
+            let wire::Grant {
+                environment,
+                scope,
+                expires_in,
+            } = decode(value)?;
+            let grant = model::GrantRequest {
+                environment,
+                scope: scope.to_string(),
+                expires_in: expires_in.as_ref().map(Value::to_string),
+            };
+            (Asker::User, O::Grant(grant))
+        }
+        OperationKind::Modify => {
+            let wire::Modify {
+                grant,
+                scope,
+                expires_in,
+            } = decode(value)?;
+            let modify = model::ModifyRequest {
+                grant,
+                scope: scope.as_ref().map(Value::to_string),
+                expires_in: expires_in.as_ref().map(Value::to_string),
+            };
+            (Asker::User, O::Modify(modify))
+        }
+        OperationKind::Revoke => {
+            let wire::Revoke { grant } = decode(value)?;
+            (Asker::User, O::Revoke(grant))
+        }
+        OperationKind::Invite => {
+            let wire::Invite { email } = decode(value)?;
+            (Asker::Either, O::Invite(email))
+        }
+        OperationKind::CreateServiceAccount => (Asker::Agent, O::CreateServiceAccount),
+        OperationKind::SetRights => {
+            let wire::SetRights {
+                service_account,
+                rights,
+            } = decode(value)?;
+            let request = model::SetRightsRequest {
+                service_account,
+                rights: rights.to_string(),
+            };
+            (Asker::User, O::SetRights(request))
+        }
+        OperationKind::RemoveServiceAccount => {
+            let wire::RemoveServiceAccount { service_account } = decode(value)?;
+            (Asker::User, O::RemoveServiceAccount(service_account))
+        }
+        OperationKind::Custom => {
+            let wire::Custom { name, params } = decode(value)?;
+            let request = model::CustomRequest {
+                name,
+                params: params.to_string(),
+            };
+            (Asker::Either, O::Custom(request))
+        }
+        OperationKind::Act => {
+            let wire::Act { action } = decode(value)?;
+            let action = model::Action {
+                name: action.name,
+                environment: action.environment,
+                integration: action.integration,
+            };
+            (Asker::Agent, O::Act(action))
+        }
     };
-    let seat_limit = match f.0.get("seat_limit") {
-        None | Some(Value::Null) => None,
-        Some(value) => Some(
-            value
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .filter(|_| !value.is_f64())
-                .ok_or_else(|| {
-                    ShapeError::new(
-                        "seat_limit",
-                        format!("must be a whole number, got {}", kind(value)),
-                    )
-                })?,
-        ),
+    let (account, actor) = match asker {
+        Asker::User => {
+            let wire::UserAsks { account, actor } = decode(value)?;
+            (account, model::Actor::User(actor))
+        }
+        Asker::Agent => {
+            let wire::AgentAsks { account, agent } = decode(value)?;
+            (account, model::Actor::Agent(agent))
+        }
+        Asker::Either => {
+            let wire::EitherAsks {
+                account,
+                actor,
+                agent,
+            } = decode(value)?;
+            let actor = match (actor, agent) {
+                (Some(user), None) => model::Actor::User(user),
+                (None, Some(agent)) => model::Actor::Agent(agent),
+                (Some(_), Some(_)) => {
+                    return Err(ShapeError::new("actor", "and `agent` cannot both be given"));
+                }
+                (None, None) => {
+                    return Err(ShapeError::new("actor", "is missing (or give `agent`)"));
+                }
+            };
+            (account, actor)
+        }
     };
-    Ok(AccountSpec {
-        id: f.string("id")?,
-        policy: f.string("policy")?,
-        plan,
-        environments,
-        settings,
-        seat_limit,
+    Ok(OperationRequest {
+        account,
+        actor,
+        operation,
+        given: value.clone(),
     })
 }
 
-fn parse_user(f: &Fields<'_>) -> Result<UserSpec, ShapeError> {
-    let mut access = BTreeMap::new();
-    if let Some(map) = f.optional_object("access")? {
-        for (integration, level) in map {
-            let level = level.as_str().ok_or_else(|| {
-                ShapeError::new(
-                    format!("access.{integration}"),
-                    format!("must be a string, got {}", kind(level)),
-                )
-            })?;
-            access.insert(integration.clone(), level.to_string());
+fn account(account: wire::Account) -> Result<AccountSpec, ShapeError> {
+    let plan = Plan::from_name(&account.plan).ok_or_else(|| {
+        ShapeError::new(
+            "plan",
+            format!(
+                "`{}` is not a plan; expected free, trial or paid",
+                clip(&account.plan)
+            ),
+        )
+    })?;
+    let mut environments: Vec<(String, EnvironmentKind)> = Vec::new();
+    for (i, env) in account.environments.into_iter().enumerate() {
+        let kind = EnvironmentKind::from_name(&env.kind).ok_or_else(|| {
+            ShapeError::new(
+                format!("environments[{i}].kind"),
+                format!(
+                    "`{}` is not an environment kind; expected production or sandbox",
+                    clip(&env.kind)
+                ),
+            )
+        })?;
+        if environments.iter().any(|(existing, _)| *existing == env.id) {
+            return Err(ShapeError::new(
+                format!("environments[{i}].id"),
+                format!("`{}` is given twice", clip(&env.id)),
+            ));
+        }
+        environments.push((env.id, kind));
+    }
+    Ok(AccountSpec {
+        id: account.id,
+        policy: account.policy,
+        plan,
+        environments,
+        settings: account
+            .settings
+            .map(|settings| settings.into_iter().collect())
+            .unwrap_or_default(),
+        seat_limit: account.seat_limit,
+    })
+}
+
+/// Decodes `value` into `T`, a shape error naming the field on failure.
+pub(crate) fn decode<'v, T: Deserialize<'v>>(value: &'v Value) -> Result<T, ShapeError> {
+    serde_path_to_error::deserialize(value).map_err(|error| shape_error(&error))
+}
+
+/// serde's message, said the way the host says it: the field's dotted path
+/// (`environments[0].kind`, `action.name`), then what is wrong with it.
+fn shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -> ShapeError {
+    let mut path = String::new();
+    for segment in error.path().iter() {
+        match segment {
+            Segment::Seq { index } => {
+                let _ = write!(path, "[{index}]");
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Segment::Unknown => {}
         }
     }
-    let mut rights = Vec::new();
-    if let Some(list) = f.0.get("rights").filter(|v| !v.is_null()) {
-        let list = list.as_array().ok_or_else(|| {
-            ShapeError::new("rights", format!("must be a list, got {}", kind(list)))
-        })?;
-        for (i, right) in list.iter().enumerate() {
-            rights.push(
-                right
-                    .as_str()
-                    .ok_or_else(|| {
-                        ShapeError::new(
-                            format!("rights[{i}]"),
-                            format!("must be a string, got {}", kind(right)),
-                        )
-                    })?
-                    .to_string(),
+    let under = |name: &str| {
+        if path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    let message = error.inner().to_string();
+    if let Some(name) = quoted(&message, "missing field ") {
+        return ShapeError::new(under(&name), "is missing");
+    }
+    if let Some(name) = quoted(&message, "unknown field ") {
+        let expected = message
+            .split_once(", ")
+            .map(|(_, rest)| rest.replace('`', ""))
+            .unwrap_or_default();
+        // The path already ends at the unknown member.
+        let field = match error.path().iter().next_back() {
+            Some(Segment::Map { key }) if *key == name => path.clone(),
+            _ => under(&name),
+        };
+        return ShapeError::new(clip(&field), format!("is not a field here; {expected}"));
+    }
+    let field = if path.is_empty() {
+        "request".to_string()
+    } else {
+        path.clone()
+    };
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((got, expected)) = rest.rsplit_once(", expected ")
+        {
+            return ShapeError::new(
+                field,
+                format!("must be {}, got {}", expected_type(expected), got_type(got)),
             );
         }
     }
-    Ok(UserSpec {
-        id: f.string("id")?,
-        email: f.string("email")?,
-        role: f.string("role")?,
-        access,
-        rights,
-    })
+    ShapeError::new(field, message)
 }
 
-struct Fields<'a>(&'a Map<String, Value>);
+/// The name between backticks after `prefix`, if `message` starts so.
+fn quoted(message: &str, prefix: &str) -> Option<String> {
+    let rest = message.strip_prefix(prefix)?.strip_prefix('`')?;
+    rest.split_once('`').map(|(name, _)| name.to_string())
+}
 
-impl<'a> Fields<'a> {
-    fn required(&self, name: &str) -> Result<&'a Value, ShapeError> {
-        self.0
-            .get(name)
-            .ok_or_else(|| ShapeError::new(name, "is missing"))
-    }
-
-    fn string(&self, name: &str) -> Result<String, ShapeError> {
-        let value = self.required(name)?;
-        value
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| ShapeError::new(name, format!("must be a string, got {}", kind(value))))
-    }
-
-    fn optional_string(&self, name: &str) -> Result<Option<String>, ShapeError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(_) => self.string(name).map(Some),
-        }
-    }
-
-    fn object(&self, name: &str) -> Result<&'a Map<String, Value>, ShapeError> {
-        let value = self.required(name)?;
-        value
-            .as_object()
-            .ok_or_else(|| ShapeError::new(name, format!("must be an object, got {}", kind(value))))
-    }
-
-    fn optional_object(&self, name: &str) -> Result<Option<&'a Map<String, Value>>, ShapeError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(_) => self.object(name).map(Some),
-        }
-    }
-
-    /// A field the policy judges itself, as JSON text: any JSON value, the
-    /// host does not judge its shape (`docs`: CONFORMANCE.md, "inputs reach
-    /// the module as given").
-    fn json_text(&self, name: &str) -> Result<String, ShapeError> {
-        Ok(self.required(name)?.to_string())
-    }
-
-    /// An optional field the policy judges itself: absent or `null` is
-    /// `None`, anything else its JSON text.
-    fn optional_json_text(&self, name: &str) -> Option<String> {
-        self.0
-            .get(name)
-            .filter(|v| !v.is_null())
-            .map(Value::to_string)
-    }
-
-    fn array(&self, name: &str) -> Result<&'a Vec<Value>, ShapeError> {
-        let value = self.required(name)?;
-        value
-            .as_array()
-            .ok_or_else(|| ShapeError::new(name, format!("must be a list, got {}", kind(value))))
+/// serde's name for what a field must be, in the host's words.
+fn expected_type(expected: &str) -> &str {
+    match expected {
+        "a sequence" => "a list",
+        "a map" => "an object",
+        "u8" | "u16" | "u32" | "u64" => "a whole number",
+        other if other.starts_with("struct ") => "an object",
+        other => other,
     }
 }
 
-impl ShapeError {
-    fn under(mut self, parent: &str) -> Self {
-        self.field = format!("{parent}.{}", self.field);
-        self
+/// serde's description of what a field was, in the host's words.
+fn got_type(got: &str) -> String {
+    if let Some(number) = got
+        .strip_prefix("integer ")
+        .or_else(|| got.strip_prefix("floating point "))
+    {
+        return number.to_string();
+    }
+    if got.starts_with("string ") {
+        return "a string".into();
+    }
+    if got.starts_with("boolean ") {
+        return "a boolean".into();
+    }
+    match got {
+        "map" => "an object".into(),
+        "sequence" => "a list".into(),
+        "unit value" | "null" => "null".into(),
+        other => other.into(),
     }
 }
 
@@ -460,6 +608,134 @@ mod tests {
                 "{value}: {error:?}"
             );
         }
+    }
+
+    #[test]
+    fn says_what_is_wrong_in_the_hosts_words() {
+        let account = |extra: Value| {
+            let mut value = json!({"op": "account", "id": "a", "policy": "celigo", "plan": "paid",
+                "environments": [{"id": "p", "kind": "production"}]});
+            if let (Some(object), Value::Object(extra)) = (value.as_object_mut(), extra) {
+                object.extend(extra);
+            }
+            value
+        };
+        let cases = [
+            (
+                json!({"op": "grant", "account": "a", "actor": "u", "environment": 7, "scope": {}}),
+                "environment",
+                "must be a string, got `7`",
+            ),
+            (
+                json!({"op": "grant", "account": "a", "actor": "u", "scope": {}}),
+                "environment",
+                "is missing",
+            ),
+            (
+                json!({"op": "grant", "account": "a", "environment": "p", "scope": {}}),
+                "actor",
+                "is missing",
+            ),
+            (
+                json!({"op": "act", "account": "a", "agent": "x", "action": {}}),
+                "action.name",
+                "is missing",
+            ),
+            (
+                json!({"op": "revoke", "account": null, "actor": "u", "grant": "g"}),
+                "account",
+                "must be a string, got null",
+            ),
+            (
+                account(
+                    json!({"environments": [{"id": "p", "kind": "production", "region": "eu"}]}),
+                ),
+                "environments[0].region",
+                "is not a field here; expected id or kind",
+            ),
+            (
+                account(json!({"environments": {"p": "production"}})),
+                "environments",
+                "must be a list, got an object",
+            ),
+            (
+                account(json!({"environments": ["p"]})),
+                "environments[0]",
+                "must be an object, got a string",
+            ),
+            (
+                account(json!({"seat_limit": -1})),
+                "seat_limit",
+                "must be a whole number, got `-1`",
+            ),
+            (
+                account(json!({"seat_limit": 2.5})),
+                "seat_limit",
+                "must be a whole number, got `2.5`",
+            ),
+            (
+                account(json!({"seat_limit": 5_000_000_000_u64})),
+                "seat_limit",
+                "must be a whole number, got `5000000000`",
+            ),
+            (
+                account(json!({"settings": [true]})),
+                "settings",
+                "must be an object, got a list",
+            ),
+            (
+                account(json!({"environments": [{"id": "p", "kind": "production"},
+                    {"id": "p", "kind": "sandbox"}]})),
+                "environments[1].id",
+                "`p` is given twice",
+            ),
+            (
+                json!({"op": "user", "account": "a", "id": "u", "email": "e", "role": "r",
+                    "rights": ["a", false]}),
+                "rights[1]",
+                "must be a string, got a boolean",
+            ),
+            (json!({"op": 3}), "op", "must be a string, got `3`"),
+            (json!(["op"]), "request", "must be an object, got a list"),
+        ];
+        for (value, field, problem) in cases {
+            let error = shape(value.clone());
+            assert_eq!(
+                error
+                    .as_ref()
+                    .map(|e| (e.field.as_str(), e.problem.as_str())),
+                Some((field, problem)),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_only_the_fields_of_its_operation() {
+        // An agent's operation does not read `actor`, a user's does not read
+        // `agent`; other fields are kept in `given` as sent.
+        let value = json!({"op": "act", "account": "a", "agent": "x@y", "actor": 7,
+            "ticket": {"id": 1}, "action": {"name": "n"}});
+        let parsed = parse_request(&value);
+        let Ok(ParsedRequest::Operation(op)) = parsed else {
+            unreachable!("{parsed:?}")
+        };
+        assert_eq!(op.actor, model::Actor::Agent("x@y".into()));
+        assert_eq!(op.given, value);
+        let parsed = parse_request(&json!({"op": "revoke", "account": "a", "actor": "u",
+            "agent": ["ignored"], "grant": "g"}));
+        let Ok(ParsedRequest::Operation(op)) = parsed else {
+            unreachable!("{parsed:?}")
+        };
+        assert_eq!(op.actor, model::Actor::User("u".into()));
+        assert_eq!(op.operation, model::Operation::Revoke("g".into()));
+        // Null is absence for optional fields, as before.
+        let parsed = parse_request(&json!({"op": "account", "id": "a", "policy": "p",
+            "plan": "free", "environments": [], "settings": null, "seat_limit": null}));
+        let Ok(ParsedRequest::State(StateStep::Account(spec))) = parsed else {
+            unreachable!("{parsed:?}")
+        };
+        assert_eq!((spec.settings.len(), spec.seat_limit), (0, None));
     }
 
     #[test]
