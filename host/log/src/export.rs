@@ -147,6 +147,14 @@ impl<R: BufRead> ExportLines<R> {
                     self.line_no
                 ))));
             }
+            // What serde_json lets through and the format's JSON does not
+            // (Conventions): a member name given twice.
+            if !crate::json::is_json(line.as_bytes(), MAX_LINE_DEPTH) {
+                return Some(Err(VerifyError::Export(format!(
+                    "line {} is not JSON: an object has two members of the same name",
+                    self.line_no
+                ))));
+            }
             return Some(Ok(value));
         }
     }

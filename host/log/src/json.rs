@@ -5,8 +5,13 @@
 //!
 //! It checks the grammar of RFC 8259, that strings hold no control
 //! character and no unpaired surrogate escape, that every number is finite
-//! as a 64-bit float, and that arrays and objects nest no deeper than a
-//! limit. It does not look for duplicate member names.
+//! as a 64-bit float, that no object has two members of the same name
+//! (compared after unescaping), and that arrays and objects nest no deeper
+//! than a limit. It allocates only for an object of more than
+//! [`INLINE_NAMES`] members or a member name with an escape.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
 
 /// A position in bytes being checked. Outside strings only ASCII tokens
 /// pass; inside them, bytes from 0x80 up must form UTF-8 sequences. So bytes
@@ -239,9 +244,10 @@ impl<'b> Scanner<'b> {
         if self.eat(b"}") {
             return Some(());
         }
+        let mut names = Names::new();
         loop {
             self.skip_whitespace();
-            self.string()?;
+            names.insert(self.string_raw()?)?;
             self.skip_whitespace();
             self.expect(b":")?;
             self.value(level + 1, max_depth)?;
@@ -374,6 +380,58 @@ impl<'b> Scanner<'b> {
     }
 }
 
+/// How many member names of one object are kept on the stack.
+const INLINE_NAMES: usize = 16;
+
+/// The member names of one object seen so far, to refuse a name given
+/// twice. Names without escapes are compared as written (the same bytes
+/// are the same name); a name with an escape is unescaped first.
+struct Names<'b> {
+    inline: [&'b [u8]; INLINE_NAMES],
+    len: usize,
+    /// Every name, once the object outgrows `inline` or a name has an
+    /// escape.
+    spilled: Option<HashSet<Cow<'b, [u8]>>>,
+}
+
+impl<'b> Names<'b> {
+    fn new() -> Self {
+        Names {
+            inline: [&[]; INLINE_NAMES],
+            len: 0,
+            spilled: None,
+        }
+    }
+
+    /// Adds a name as written between its quotes (already checked to be a
+    /// valid string); `None` if the object already has it.
+    fn insert(&mut self, raw: &'b [u8]) -> Option<()> {
+        let escaped = raw.contains(&b'\\');
+        if self.spilled.is_none() && !escaped {
+            let seen = self.inline.get(..self.len)?;
+            if seen.contains(&raw) {
+                return None;
+            }
+            if let Some(slot) = self.inline.get_mut(self.len) {
+                *slot = raw;
+                self.len += 1;
+                return Some(());
+            }
+        }
+        let inline = self.inline.get(..self.len)?;
+        let spilled = self
+            .spilled
+            .get_or_insert_with(|| inline.iter().map(|name| Cow::Borrowed(*name)).collect());
+        let name = if escaped {
+            let quoted = [&b"\""[..], raw, &b"\""[..]].concat();
+            Cow::Owned(serde_json::from_slice::<String>(&quoted).ok()?.into_bytes())
+        } else {
+            Cow::Borrowed(raw)
+        };
+        spilled.insert(name).then_some(())
+    }
+}
+
 #[cfg(test)]
 #[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
@@ -395,8 +453,21 @@ mod tests {
             "\"é😀\"",
             " { \"a\" : [ 1 , true , false , null , { } , [ ] ] } ",
             "[[[]]]",
+            "{\"a\":{\"a\":1},\"b\":[{\"a\":1},{\"a\":2}]}",
+            "{\"a\":1,\"\\u0062\":2,\"A\":3}",
         ] {
             assert!(is_json(text.as_bytes(), 3), "{text}");
+        }
+        // Past the names kept on the stack: a repeat is still found, also
+        // of a name seen before the object outgrew them.
+        let members = |n: usize| (0..n).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>();
+        let many = members(40);
+        assert!(is_json(format!("{{{}}}", many.join(",")).as_bytes(), 1));
+        for repeat in [3, 30] {
+            let mut with_repeat = many.clone();
+            with_repeat.push(format!("\"k{repeat}\":0"));
+            let text = format!("{{{}}}", with_repeat.join(","));
+            assert!(!is_json(text.as_bytes(), 1), "k{repeat} twice");
         }
     }
 
@@ -428,6 +499,10 @@ mod tests {
             "{1:2}",
             "[1] [2]",
             "[[[[]]]]",
+            "{\"a\":1,\"a\":1}",
+            "{\"a\":1,\"b\":{\"c\":1,\"c\":2}}",
+            "{\"a\":1,\"\\u0061\":2}",
+            "{\"\\u00e9\":1,\"é\":2}",
         ] {
             assert!(!is_json(text.as_bytes(), 3), "{text}");
         }

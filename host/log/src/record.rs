@@ -591,7 +591,8 @@ pub struct NotARecord(&'static str);
 /// at most [`MAX_RECORD_DEPTH`] levels, the full header, then exactly the
 /// members of the record format. Returns the header's time and kind.
 ///
-/// One pass over the bytes, allocating nothing: the fast verifier asks this
+/// One pass over the bytes, allocating only for an object of many members
+/// or a member name with an escape: the fast verifier asks this
 /// of every record.
 pub fn check_record<'b>(
     bytes: &'b [u8],
@@ -950,6 +951,14 @@ mod tests {
             ),
             (good.replace("\"z\":1", "\"z\":1e400"), "an infinite number"),
             (good.replace("\"z\":1", "\"z\":01"), "a leading zero"),
+            (
+                good.replace("\"z\":1", "\"z\":1,\"z\":2"),
+                "a member name twice",
+            ),
+            (
+                good.replace("\"z\":1", "\"z\":1,\"\\u007a\":1"),
+                "a member name twice, once escaped",
+            ),
             (
                 good.replace("\"z\":1", "\"z\":\"\\ud800\""),
                 "an unpaired surrogate",

@@ -269,3 +269,31 @@ fn only_lines_of_json_whitespace_are_skipped() {
     let spaced = format!("{head}\n\u{a0}\n{rest}");
     assert!(verify_export(Cursor::new(spaced.as_bytes()), Some(&key)).is_err());
 }
+
+#[test]
+fn a_line_with_a_member_name_twice_is_not_json() {
+    let fixture = populated();
+    let key = public_key(&fixture);
+    let text = export(&fixture, "globex");
+    assert!(check(&text, &key).is_ok());
+    // The header's `records` given twice: serde_json would keep the last.
+    let (head, rest) = text.split_once('\n').unwrap();
+    let twice = head.replacen(
+        "{\"type\":\"header\",",
+        "{\"type\":\"header\",\"records\":1,",
+        1,
+    );
+    assert_ne!(twice, head);
+    let error = verify_export(
+        Cursor::new(format!("{twice}\n{rest}").as_bytes()),
+        Some(&key),
+    )
+    .err()
+    .map(|e| e.to_string());
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("line 1 is not JSON")),
+        "{error:?}"
+    );
+}
