@@ -99,7 +99,8 @@ impl<'b> Scanner<'b> {
         self.bytes.get(self.pos).copied()
     }
 
-    fn rest(&self) -> &'b [u8] {
+    /// The bytes not yet consumed.
+    pub(crate) fn rest(&self) -> &'b [u8] {
         self.bytes.get(self.pos..).unwrap_or_default()
     }
 

@@ -238,23 +238,8 @@ pub fn starts_with_full_prefix(
 /// what [`push_u64`] writes), or `None`. Parses rather than formats: no
 /// division per digit.
 fn strip_decimal(bytes: &[u8], value: u64) -> Option<&[u8]> {
-    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
-    let (number, rest) = bytes.split_at_checked(digits)?;
-    let canonical = match number {
-        [] => false,
-        [b'0'] => true,
-        [first, ..] => *first != b'0',
-    };
-    if !canonical || digits > 20 {
-        return None;
-    }
-    let mut parsed: u64 = 0;
-    for digit in number {
-        parsed = parsed
-            .checked_mul(10)?
-            .checked_add(u64::from(digit - b'0'))?;
-    }
-    (parsed == value).then_some(rest)
+    let mut scanner = crate::json::Scanner::new(bytes, false);
+    (scanner.canonical_u64()? == value).then(|| scanner.rest())
 }
 
 fn push_u64(out: &mut Vec<u8>, value: u64) {
