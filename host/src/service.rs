@@ -309,7 +309,7 @@ impl Host {
     pub fn execute(&self, at: i64, request: OperationRequest) -> Result<Outcome, ServiceError> {
         for _ in 0..MAX_ATTEMPTS {
             let (read, decided) = self.decide(at, &request)?;
-            let (commit, outcome) = prepare(at, &read, &request, decided);
+            let (commit, outcome) = prepare(at, &read, &request, decided)?;
             match self.store.commit_decision(commit) {
                 Ok(committed) => {
                     return Ok(Outcome {
@@ -409,15 +409,16 @@ impl Host {
     }
 }
 
-/// The commit of a decision and the outcome it will have once recorded
-/// (its `seq` and created id filled in then). The actor's email comes from
-/// the snapshot the decision was made on.
+/// The commit of a decision, its record encoded here, out of the writer's
+/// way, and the outcome it will have once recorded (its `seq` and created
+/// id filled in then). The actor's email comes from the snapshot the
+/// decision was made on.
 fn prepare(
     at: i64,
     read: &AccountRead,
     request: &OperationRequest,
     decided: Decided,
-) -> (DecisionCommit, Outcome) {
+) -> Result<(DecisionCommit, Outcome), ServiceError> {
     let account = &read.snapshot;
     let allowed = decided.verdict == Verdict::Allow;
     let mut expires_at = None;
@@ -470,32 +471,31 @@ fn prepare(
             email: email.clone(),
         },
     };
-    let commit = DecisionCommit {
-        record: RecordDraft {
-            account: account.id.clone(),
-            time_ms: at,
-            kind: request.operation.record_kind(),
-            actor: Some(actor),
-            request: request.given.clone(),
-            decision: Some(DecisionRecord {
-                verdict: match decided.verdict {
-                    Verdict::Allow => RecordVerdict::Allow,
-                    Verdict::Deny => RecordVerdict::Deny,
-                },
-                rule: decided.rule.clone(),
-                message: decided.message.clone(),
-                rules: decided.rules.clone(),
-            }),
-            effects: Value::Null,
-            policy,
-            input,
-        },
-        expected_head: read.head,
-        sweep_expiries: matches!(request.operation, Operation::Act(_)),
-        actor: request.actor.clone(),
-        effects: if allowed { decided.effects } else { Vec::new() },
-        module,
+    let record = RecordDraft {
+        account: account.id.clone(),
+        time_ms: at,
+        kind: request.operation.record_kind(),
+        actor: Some(actor),
+        request: request.given.clone(),
+        decision: Some(DecisionRecord {
+            verdict: match decided.verdict {
+                Verdict::Allow => RecordVerdict::Allow,
+                Verdict::Deny => RecordVerdict::Deny,
+            },
+            rule: decided.rule.clone(),
+            message: decided.message.clone(),
+            rules: decided.rules.clone(),
+        }),
+        effects: Value::Null,
+        policy,
+        input,
     };
+    let effects = if allowed { decided.effects } else { Vec::new() };
+    let mut commit = DecisionCommit::new(record, request.actor.clone(), effects)
+        .map_err(|e| ServiceError::Store(StoreError::from(e)))?;
+    commit.expected_head = read.head;
+    commit.sweep_expiries = matches!(request.operation, Operation::Act(_));
+    commit.module = module;
     let outcome = Outcome {
         verdict: decided.verdict,
         rule: decided.rule,
@@ -507,7 +507,7 @@ fn prepare(
         description,
         seq: 0,
     };
-    (commit, outcome)
+    Ok((commit, outcome))
 }
 
 fn describe_named(named: &NamedObject) -> String {

@@ -292,6 +292,8 @@ pub struct Prepared {
     kind: String,
     /// From `,"time_ms":` to the closing `}`.
     tail: Vec<u8>,
+    /// Where in `tail` the value of `effects` is.
+    effects: std::ops::Range<usize>,
 }
 
 impl Prepared {
@@ -303,11 +305,7 @@ impl Prepared {
         if !valid_kind(&draft.kind) {
             return Err(AuditError::InvalidKind(draft.kind.clone()));
         }
-        if !draft.effects.is_array() {
-            return Err(AuditError::InvalidDraft(
-                "the effects are not a JSON array".into(),
-            ));
-        }
+        check_effects(&draft.effects)?;
         if let Some(policy) = &draft.policy {
             let hex_ok = policy.digest.len() == 64
                 && policy
@@ -322,12 +320,12 @@ impl Prepared {
             }
         }
         let deep = |value: &Value| !within_depth(value, 2, MAX_RECORD_DEPTH);
-        if deep(&draft.request) || deep(&draft.effects) || draft.input.as_ref().is_some_and(deep) {
+        if deep(&draft.request) || draft.input.as_ref().is_some_and(deep) {
             return Err(AuditError::InvalidDraft(format!(
                 "the record would nest deeper than {MAX_RECORD_DEPTH} levels"
             )));
         }
-        let tail = encode_tail(draft);
+        let (tail, effects) = encode_tail(draft);
         if tail.len() > MAX_RECORD_BYTES {
             return Err(AuditError::TooLarge {
                 account: draft.account.clone(),
@@ -339,7 +337,30 @@ impl Prepared {
             time_ms: draft.time_ms,
             kind: draft.kind.clone(),
             tail,
+            effects,
         })
+    }
+
+    /// Replaces the record's `effects` with `effects`, checked as
+    /// [`Prepared::new`] checks them. The rest stays encoded: a writer that
+    /// learns the effects only as it applies them (the ids of the objects
+    /// they create) encodes just them.
+    pub fn set_effects(&mut self, effects: &Value) -> Result<(), AuditError> {
+        check_effects(effects)?;
+        let mut encoded = Vec::new();
+        write_value(&mut encoded, effects);
+        let size = self.tail.len() - self.effects.len() + encoded.len();
+        if size > MAX_RECORD_BYTES {
+            return Err(AuditError::TooLarge {
+                account: self.account.clone(),
+                size,
+            });
+        }
+        let start = self.effects.start;
+        self.tail
+            .splice(self.effects.clone(), encoded.iter().copied());
+        self.effects = start..start + encoded.len();
+        Ok(())
     }
 
     /// The account whose chain gets the record.
@@ -372,8 +393,25 @@ impl Prepared {
     }
 }
 
-/// The canonical bytes of a checked draft after its sequence number.
-fn encode_tail(draft: &RecordDraft) -> Vec<u8> {
+/// `effects` is what a record's `effects` may be: an array, nested no
+/// deeper than the record allows.
+fn check_effects(effects: &Value) -> Result<(), AuditError> {
+    if !effects.is_array() {
+        return Err(AuditError::InvalidDraft(
+            "the effects are not a JSON array".into(),
+        ));
+    }
+    if !within_depth(effects, 2, MAX_RECORD_DEPTH) {
+        return Err(AuditError::InvalidDraft(format!(
+            "the record would nest deeper than {MAX_RECORD_DEPTH} levels"
+        )));
+    }
+    Ok(())
+}
+
+/// The canonical bytes of a checked draft after its sequence number, and
+/// where in them the value of `effects` is.
+fn encode_tail(draft: &RecordDraft) -> (Vec<u8>, std::ops::Range<usize>) {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(b",\"time_ms\":");
     push_i64(&mut out, draft.time_ms);
@@ -422,7 +460,9 @@ fn encode_tail(draft: &RecordDraft) -> Vec<u8> {
         }
     }
     out.extend_from_slice(b",\"effects\":");
+    let start = out.len();
     write_value(&mut out, &draft.effects);
+    let effects = start..out.len();
     out.extend_from_slice(b",\"policy\":");
     match &draft.policy {
         None => out.extend_from_slice(b"null"),
@@ -442,7 +482,7 @@ fn encode_tail(draft: &RecordDraft) -> Vec<u8> {
         Some(input) => write_value(&mut out, input),
     }
     out.push(b'}');
-    out
+    (out, effects)
 }
 
 /// Writes a JSON value canonically: no whitespace, object members sorted by
@@ -824,6 +864,48 @@ mod tests {
         assert_eq!(prepared.account(), "acme");
         assert_eq!(prepared.kind(), "grant");
         assert_eq!(prepared.time_ms(), d.time_ms);
+    }
+
+    #[test]
+    fn set_effects_encodes_as_a_draft_with_those_effects() {
+        let d = draft();
+        let mut prepared = Prepared::new(&d).unwrap();
+        for effects in [
+            json!([]),
+            json!([{"effect": {"create_grant": {"scope": "full"}}, "id": "grant-12"}]),
+            json!([1, "two", {"b": [3], "a": null}]),
+            json!([]),
+        ] {
+            prepared.set_effects(&effects).unwrap();
+            let mut expected = d.clone();
+            expected.effects = effects;
+            for seq in [1, 77] {
+                let seq = Seq::new(seq).unwrap();
+                assert_eq!(
+                    prepared.bytes(seq).unwrap(),
+                    encode(&expected, seq).unwrap()
+                );
+            }
+        }
+        let before = prepared.clone();
+        assert!(matches!(
+            prepared.set_effects(&json!({})),
+            Err(AuditError::InvalidDraft(_))
+        ));
+        let mut deep = json!([]);
+        for _ in 0..MAX_RECORD_DEPTH {
+            deep = json!([deep]);
+        }
+        assert!(matches!(
+            prepared.set_effects(&deep),
+            Err(AuditError::InvalidDraft(_))
+        ));
+        let huge = json!(["x".repeat(MAX_RECORD_BYTES)]);
+        assert!(matches!(
+            prepared.set_effects(&huge),
+            Err(AuditError::TooLarge { .. })
+        ));
+        assert_eq!(prepared, before, "a refused set_effects changes nothing");
     }
 
     #[test]

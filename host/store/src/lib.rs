@@ -73,7 +73,7 @@ mod writer;
 
 pub use storage::{
     AccountRead, Committed, DecisionCommit, KeptModule, NamedObject, Storage, SyncError,
-    WriteFailure,
+    WriteFailure, recorded_effect,
 };
 
 /// The schema version of a store with the audit log's tables.

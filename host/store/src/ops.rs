@@ -14,6 +14,7 @@ use crate::export::ExportSummary;
 use crate::state;
 use crate::storage::{
     AccountRead, Committed, DecisionCommit, NamedObject, Storage, SyncError, WriteFailure,
+    recorded_effect,
 };
 use crate::verify::VerifyOptions;
 use crate::{Store, StoreError, WriteError, WriteTx};
@@ -171,37 +172,38 @@ impl Storage for Store {
 
 /// The write half of a decision, on the writer thread: check the chain
 /// head (from the head cache the append reads too), record due expiries on
-/// `act`, keep the module, apply the effects, append the record.
+/// `act`, keep the module, apply the effects, put the ids of what they
+/// created into the record (encoded before, on the caller's thread), append
+/// it.
 fn record_decision(
     tx: &mut WriteTx<'_>,
     commit: DecisionCommit,
 ) -> Result<Committed, WriteFailure> {
-    let DecisionCommit {
-        mut record,
-        expected_head,
-        sweep_expiries,
-        actor,
-        effects,
-        module,
-    } = commit;
-    let account = record.account.clone();
+    let expected_head = commit.expected_head;
+    let sweep_expiries = commit.sweep_expiries;
+    let (mut record, effects, actor, module) = commit.into_parts();
+    let account = record.account().to_owned();
+    let at = record.time_ms();
     if tx.head(&account)?.map(|h| h.seq) != expected_head {
         return Err(WriteFailure::Stale);
     }
     if sweep_expiries {
-        let due = state::due_expiries(tx.conn(), Some(&account), record.time_ms)
-            .map_err(StoreError::from)?;
-        record_expiries(tx, record.time_ms, &due)?;
+        let due = state::due_expiries(tx.conn(), Some(&account), at).map_err(StoreError::from)?;
+        record_expiries(tx, at, &due)?;
     }
-    let mut applied = Vec::with_capacity(effects.len());
-    let mut created = None;
+    let mut ids = Vec::with_capacity(effects.len());
     for effect in &effects {
-        let done = state::apply(tx.conn(), &account, &actor, record.time_ms, effect)
+        ids.push(state::apply(tx.conn(), &account, &actor, at, effect).map_err(StoreError::from)?);
+    }
+    if ids.iter().any(Option::is_some) {
+        let applied = effects
+            .iter()
+            .zip(&ids)
+            .map(|(effect, id)| recorded_effect(effect, id.as_deref()))
+            .collect();
+        record
+            .set_effects(&Value::Array(applied))
             .map_err(StoreError::from)?;
-        if created.is_none() {
-            created = done.created;
-        }
-        applied.push(done.record);
     }
     if let Some(module) = &module
         && !state::has_module(tx.conn(), &module.digest).map_err(StoreError::from)?
@@ -212,12 +214,12 @@ fn record_decision(
             &module.vendor,
             &module.version,
             &module.bytes,
-            record.time_ms,
+            at,
         )
         .map_err(StoreError::from)?;
     }
-    record.effects = Value::Array(applied);
-    let appended = tx.append(&record)?;
+    let appended = tx.append_prepared(&record)?;
+    let created = ids.into_iter().flatten().next();
     Ok(Committed { appended, created })
 }
 

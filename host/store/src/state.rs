@@ -417,25 +417,16 @@ pub fn user_email(conn: &Connection, account: &str, id: &str) -> rusqlite::Resul
         .optional()
 }
 
-/// What applying one effect did: its JSON for the audit record and the id
-/// of the object it created.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Applied {
-    /// The effect as recorded: `{"effect": <as decided>, "id": <created id>}`.
-    pub record: Value,
-    /// The id of the object it created, if any.
-    pub created: Option<String>,
-}
-
-/// Applies one effect of an allowed decision. The runtime has already
-/// checked that every object it names is in the account's snapshot.
+/// Applies one effect of an allowed decision and returns the id of the
+/// object it created, if any. The runtime has already checked that every
+/// object it names is in the account's snapshot.
 pub fn apply(
     conn: &Connection,
     account: &str,
     actor: &model::Actor,
     now: i64,
     effect: &model::Effect,
-) -> rusqlite::Result<Applied> {
+) -> rusqlite::Result<Option<String>> {
     let actor_json = actor_to(actor);
     let created = match effect {
         model::Effect::CreateGrant(g) => {
@@ -527,11 +518,7 @@ pub fn apply(
             None
         }
     };
-    let mut record = json!({ "effect": effect });
-    if let (Some(id), Some(object)) = (&created, record.as_object_mut()) {
-        object.insert("id".into(), json!(id));
-    }
-    Ok(Applied { record, created })
+    Ok(created)
 }
 
 /// A grant whose expiry has passed and has no `expire` record yet.

@@ -15,9 +15,11 @@ use std::sync::Arc;
 
 use chaperone_log::keys::Verifier;
 use chaperone_log::verify::Report;
-use chaperone_log::{Appended, ChainHead, Checkpoint, RecordDraft, Seq, StoredRecord};
+use chaperone_log::{
+    Appended, AuditError, ChainHead, Checkpoint, Prepared, RecordDraft, Seq, StoredRecord,
+};
 use chaperone_model::{Account, Actor, Effect, StateStep};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::StoreError;
 use crate::export::ExportSummary;
@@ -60,12 +62,14 @@ pub struct KeptModule {
 }
 
 /// A decision to record: its audit record and, on an allow, its effects,
-/// in one transaction.
+/// in one transaction. Its record is encoded when it is made (on the
+/// caller's thread), so that the writer only puts the ids of created objects
+/// in and the chain position in front.
 #[derive(Debug, Clone)]
 pub struct DecisionCommit {
-    /// The record, but for its `effects`: the store fills them in with the
-    /// effects as applied (with the ids of created objects).
-    pub record: RecordDraft,
+    /// The record, its effects listed as decided ([`recorded_effect`]
+    /// without ids).
+    record: Prepared,
     /// The chain head the decision was made on ([`AccountRead::head`]).
     pub expected_head: Option<Seq>,
     /// Record the account's due expiries first (for `act`: an agent's
@@ -74,9 +78,55 @@ pub struct DecisionCommit {
     /// Who asked (the creator of what the effects create).
     pub actor: Actor,
     /// The effects to apply; empty for a deny.
-    pub effects: Vec<Effect>,
+    effects: Vec<Effect>,
     /// The module that decided, kept if the store does not have it yet.
     pub module: Option<KeptModule>,
+}
+
+impl DecisionCommit {
+    /// A decision's commit: `record` with its `effects` replaced by
+    /// `effects` as recorded, checked and encoded now. The other fields
+    /// start as: head unknown (a new chain), no expiry sweep, no module.
+    pub fn new(
+        mut record: RecordDraft,
+        actor: Actor,
+        effects: Vec<Effect>,
+    ) -> Result<DecisionCommit, AuditError> {
+        record.effects = Value::Array(effects.iter().map(|e| recorded_effect(e, None)).collect());
+        Ok(DecisionCommit {
+            record: Prepared::new(&record)?,
+            expected_head: None,
+            sweep_expiries: false,
+            actor,
+            effects,
+            module: None,
+        })
+    }
+
+    /// The record, encoded; its effects without the ids of created objects.
+    pub fn record(&self) -> &Prepared {
+        &self.record
+    }
+
+    /// The effects to apply.
+    pub fn effects(&self) -> &[Effect] {
+        &self.effects
+    }
+
+    /// The parts a store takes apart to write it.
+    pub(crate) fn into_parts(self) -> (Prepared, Vec<Effect>, Actor, Option<KeptModule>) {
+        (self.record, self.effects, self.actor, self.module)
+    }
+}
+
+/// An effect as its decision's record lists it: `{"effect": <as decided>}`,
+/// with `"id": <created id>` beside it for an effect that created an object.
+pub fn recorded_effect(effect: &Effect, created: Option<&str>) -> Value {
+    let mut record = json!({ "effect": effect });
+    if let (Some(id), Some(object)) = (created, record.as_object_mut()) {
+        object.insert("id".into(), json!(id));
+    }
+    record
 }
 
 /// What a recorded decision came to.
