@@ -8,12 +8,14 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use chaperone_log::{DecisionRecord, Verdict as RecordVerdict};
+use chaperone_log::{
+    AuditError, DecisionRecord, Prepared, Record, RecordDraft, Verdict as RecordVerdict,
+};
 use chaperone_model as model;
 use chaperone_runtime::{ModuleDigest, PolicyModule, Runtime};
-use chaperone_store::{Storage, StoreError};
+use chaperone_store::{Storage, StoreError, recorded_effect};
 
-use crate::service::HOST_POLICY_ERROR;
+use crate::service::{HOST_POLICY_ERROR, oversized_record_message};
 
 /// One record whose replayed decision differs from the recorded one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -85,6 +87,14 @@ pub fn replay(
                     decision.rule
                 )),
                 Ok(Err(_)) => None,
+                // The host refused a decision whose record would not fit.
+                Ok(Ok(evaluation))
+                    if decision.rule == HOST_POLICY_ERROR
+                        && oversized(record, &evaluation.decision).as_deref()
+                            == Some(decision.message.as_str()) =>
+                {
+                    None
+                }
                 Ok(Ok(evaluation)) => differs(decision, &record.effects, &evaluation.decision),
             };
             if let Some(reason) = reason {
@@ -114,6 +124,43 @@ fn load(store: &dyn Storage, runtime: &Runtime, digest: &str) -> Result<Arc<Poli
     runtime
         .load(&bytes)
         .map_err(|e| format!("cannot load module `{digest}`: {e}"))
+}
+
+/// The host's refusal if `decision`'s record, made as the host makes it
+/// from what `record` recorded, would not fit (see
+/// [`crate::service::oversized_record_message`]).
+fn oversized(record: &Record, decision: &model::Decision) -> Option<String> {
+    let allowed = decision.verdict == model::Verdict::Allow;
+    let draft = RecordDraft {
+        account: record.account.clone(),
+        time_ms: record.time_ms,
+        kind: record.kind.clone(),
+        actor: record.actor.clone(),
+        request: record.request.clone(),
+        decision: Some(DecisionRecord {
+            verdict: match decision.verdict {
+                model::Verdict::Allow => RecordVerdict::Allow,
+                model::Verdict::Deny => RecordVerdict::Deny,
+            },
+            rule: decision.rule.clone(),
+            message: decision.message.clone(),
+            rules: decision.rules.clone(),
+        }),
+        effects: Value::Array(match allowed {
+            true => decision
+                .effects
+                .iter()
+                .map(|e| recorded_effect(e, None))
+                .collect(),
+            false => Vec::new(),
+        }),
+        policy: record.policy.clone(),
+        input: record.input.clone(),
+    };
+    match Prepared::new(&draft) {
+        Err(AuditError::TooLarge { size, .. }) => Some(oversized_record_message(size)),
+        _ => None,
+    }
 }
 
 fn differs(

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use chaperone_log::record::{MAX_ACCOUNT_LEN, valid_account};
-use chaperone_log::{ActorRef, DecisionRecord, PolicyRef, RecordDraft, Verdict as RecordVerdict};
+use chaperone_log::record::{MAX_ACCOUNT_LEN, MAX_RECORD_BYTES, valid_account};
+use chaperone_log::{
+    ActorRef, AuditError, DecisionRecord, PolicyRef, RecordDraft, Verdict as RecordVerdict,
+};
 use chaperone_model::{Actor, Effect, Operation, Verdict};
 use chaperone_runtime::{Limits, PolicyModule, Runtime};
 use chaperone_store::{
@@ -471,7 +473,7 @@ fn prepare(
             email: email.clone(),
         },
     };
-    let record = RecordDraft {
+    let mut record = RecordDraft {
         account: account.id.clone(),
         time_ms: at,
         kind: request.operation.record_kind(),
@@ -491,8 +493,13 @@ fn prepare(
         input,
     };
     let effects = if allowed { decided.effects } else { Vec::new() };
-    let mut commit = DecisionCommit::new(record, request.actor.clone(), effects)
-        .map_err(|e| ServiceError::Store(StoreError::from(e)))?;
+    let mut commit = match DecisionCommit::new(&mut record, request.actor.clone(), effects) {
+        Ok(commit) => commit,
+        Err(AuditError::TooLarge { size, .. }) => {
+            return refuse_oversized(read, request, record, module, size);
+        }
+        Err(e) => return Err(ServiceError::Store(StoreError::from(e))),
+    };
     commit.expected_head = read.head;
     commit.sweep_expiries = matches!(request.operation, Operation::Act(_));
     commit.module = module;
@@ -505,6 +512,58 @@ fn prepare(
         expires_at,
         rights,
         description,
+        seq: 0,
+    };
+    Ok((commit, outcome))
+}
+
+/// The message of a decision refused because its audit record would not
+/// fit: it names the size, not the payload.
+pub fn oversized_record_message(size: usize) -> String {
+    format!(
+        "the decision's audit record would be {size} bytes; a record is at most {MAX_RECORD_BYTES}"
+    )
+}
+
+/// A decision whose record would not fit is not applied: it is recorded as
+/// a `HOST-POLICY-ERROR` deny naming the reason, without its effects (and,
+/// if even that would not fit, without the policy's input).
+fn refuse_oversized(
+    read: &AccountRead,
+    request: &OperationRequest,
+    mut record: RecordDraft,
+    module: Option<KeptModule>,
+    size: usize,
+) -> Result<(DecisionCommit, Outcome), ServiceError> {
+    let message = oversized_record_message(size);
+    tracing::warn!(account = %record.account, size, "a decision's record would not fit; denying");
+    record.decision = Some(DecisionRecord {
+        verdict: RecordVerdict::Deny,
+        rule: HOST_POLICY_ERROR.into(),
+        message: message.clone(),
+        rules: Vec::new(),
+    });
+    let mut commit = match DecisionCommit::new(&mut record, request.actor.clone(), Vec::new()) {
+        Ok(commit) => commit,
+        Err(AuditError::TooLarge { .. }) => {
+            record.input = None;
+            DecisionCommit::new(&mut record, request.actor.clone(), Vec::new())
+                .map_err(|e| ServiceError::Store(StoreError::from(e)))?
+        }
+        Err(e) => return Err(ServiceError::Store(StoreError::from(e))),
+    };
+    commit.expected_head = read.head;
+    commit.sweep_expiries = matches!(request.operation, Operation::Act(_));
+    commit.module = module;
+    let outcome = Outcome {
+        verdict: Verdict::Deny,
+        rule: HOST_POLICY_ERROR.into(),
+        message,
+        rules: Vec::new(),
+        created: None,
+        expires_at: None,
+        rights: None,
+        description: None,
         seq: 0,
     };
     Ok((commit, outcome))

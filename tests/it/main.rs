@@ -1,5 +1,6 @@
 //! The one integration test binary: it links once.
 
+mod alloc;
 mod audit;
 mod conformance;
 mod runtime;

@@ -10,6 +10,8 @@ use chaperone_runtime::probe::{SAMPLE_NOW, sample_request};
 use chaperone_runtime::{EntryPoint, EvalError, Limits, LoadError, Runtime};
 use chaperone_tests::HOSTILE_WASM;
 
+use crate::alloc;
+
 const STOP_WITHIN: Duration = Duration::from_millis(100);
 
 /// One runtime for all these tests: every attack runs on the same host,
@@ -155,6 +157,77 @@ fn an_empty_rule_id_breaks_the_contract() {
         "rule",
         |e| matches!(e, EvalError::Contract(m) if m.contains("rule id")),
     );
+}
+
+/// A decision over a limit costs at most the limit: counts are refused
+/// before any item is read, a string's length before it is copied, and the
+/// whole decision's cost as it grows (finding: 24 MiB of zeros after a
+/// count decoded as 32M empty rules, 0.65-3.7 s and ~1.9 GB each time).
+/// Each refusal is a contract error, within the stop bound, and the host
+/// allocates little for it: on the direct path nothing of the payload; on
+/// the typed path wasmtime stops lifting at twice the decision limit.
+#[test]
+fn a_decision_over_a_limit_costs_at_most_the_limit() {
+    let runtime = runtime();
+    let module = runtime
+        .load(&hostile_bytes())
+        .unwrap_or_else(|e| unreachable!("hostile module loads: {e}"));
+    let huge = 8 << 20;
+    let cases = [
+        (
+            "zero-rules",
+            EntryPoint::Fastest,
+            format!("{huge} rules listed; the limit is 32"),
+            1 << 20,
+        ),
+        (
+            "zero-effects",
+            EntryPoint::Fastest,
+            format!("{huge} effects; the limit is 64"),
+            1 << 20,
+        ),
+        (
+            "long-rule",
+            EntryPoint::Fastest,
+            format!("the rule id is {huge} bytes; the limit is 64"),
+            1 << 20,
+        ),
+        (
+            "long-message",
+            EntryPoint::Fastest,
+            format!("the message is {huge} bytes; the limit is 4096"),
+            1 << 20,
+        ),
+        (
+            "many-rules",
+            EntryPoint::Fastest,
+            format!("{} rules listed; the limit is 32", 1 << 16),
+            1 << 20,
+        ),
+        (
+            "many-rules",
+            EntryPoint::Typed,
+            format!("{} rules listed; the limit is 32", 1 << 16),
+            8 << 20,
+        ),
+    ];
+    for (attack, entry, expected, most) in cases {
+        let started = Instant::now();
+        let (outcome, allocated) =
+            alloc::allocated_by(|| runtime.evaluate_with(&module, &act(attack), entry));
+        let took = started.elapsed();
+        let error = outcome.map(|e| e.decision).err();
+        assert!(
+            matches!(&error, Some(EvalError::Contract(m)) if *m == expected),
+            "{attack} {entry:?}: {error:?}"
+        );
+        assert!(took < STOP_WITHIN, "{attack} {entry:?} took {took:?}");
+        assert!(
+            allocated <= most,
+            "{attack} {entry:?}: the host allocated {allocated} bytes"
+        );
+    }
+    assert_good_module_works(&runtime);
 }
 
 fn load_error(bytes: &[u8]) -> LoadError {

@@ -141,6 +141,12 @@ fn host_fail_closed_a_failing_policy_is_an_audited_deny_and_the_host_keeps_servi
         "message",
         "deny-effect",
         "rule",
+        "many-rules",
+        "zero-rules",
+        "zero-effects",
+        "long-rule",
+        "long-message",
+        "control-keys",
     ] {
         let outcome = f.op(
             t,
@@ -160,10 +166,88 @@ fn host_fail_closed_a_failing_policy_is_an_audited_deny_and_the_host_keeps_servi
         "action": {"name": "fine", "environment": "prod"}}),
     );
     assert!(fine.allowed(), "{fine:?}");
-    assert_eq!(f.counts(Some("evil")).get("act"), Some(&9));
+    assert_eq!(f.counts(Some("evil")).get("act"), Some(&15));
+    // Every refusal replays as recorded.
+    let report = replay::replay(f.host.store(), f.host.runtime(), Some("evil"))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(report.replayed, 15);
+    assert!(report.mismatches.is_empty(), "{:?}", report.mismatches);
     // The built-in modules still work on the same host.
     f.celigo_account("acme");
     assert!(f.op(t, grant("acme", 5)).allowed());
+}
+
+/// A decision within every limit of the contract whose audit record would
+/// not fit (64 entry keys of 64 KiB of U+0001, each byte escaped as six in
+/// the record: 25 MB) is not applied: it is recorded as a
+/// `HOST-POLICY-ERROR` deny naming the size, without its effects, and
+/// replay reproduces that refusal.
+#[test]
+fn host_fail_closed_a_decision_whose_record_would_not_fit_is_an_audited_deny() {
+    let hostile =
+        std::fs::read(chaperone_tests::HOSTILE_WASM).unwrap_or_else(|e| unreachable!("{e}"));
+    let f = host_with(vec![("hostile".into(), hostile)]);
+    let t = "2026-01-01T09:00:00Z";
+    f.step(
+        t,
+        json!({"op": "account", "id": "evil", "policy": "hostile", "plan": "paid",
+        "environments": [{"id": "prod", "kind": "production"}]}),
+    );
+    let outcome = f.op(
+        t,
+        json!({"op": "act", "account": "evil", "agent": "a@b.c",
+        "action": {"name": "control-keys", "environment": "prod"}}),
+    );
+    assert_eq!(
+        (outcome.verdict, outcome.rule.as_str()),
+        (Verdict::Deny, "HOST-POLICY-ERROR"),
+        "{outcome:?}"
+    );
+    assert!(
+        outcome
+            .message
+            .starts_with("the decision's audit record would be ")
+            && outcome
+                .message
+                .ends_with("bytes; a record is at most 16777216"),
+        "{}",
+        outcome.message
+    );
+    let records = f
+        .host
+        .store()
+        .records("evil")
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let last = records
+        .last()
+        .map(|r| &r.record)
+        .unwrap_or_else(|| unreachable!());
+    assert_eq!(last.kind, "act");
+    assert_eq!(
+        last.decision.as_ref().map(|d| d.message.as_str()),
+        Some(outcome.message.as_str())
+    );
+    assert_eq!(last.effects, json!([]), "nothing of the payload is applied");
+    assert!(last.input.is_some(), "the input is kept, so replay can run");
+    let size = records.iter().map(|r| r.bytes.len()).max().unwrap_or(0);
+    assert!(
+        size < 64 << 10,
+        "the refusal's record is small: {size} bytes"
+    );
+    let state = f
+        .host
+        .store()
+        .read_account("evil", at(t), None)
+        .unwrap_or_else(|e| unreachable!("{e}"))
+        .unwrap_or_else(|| unreachable!("the account exists"));
+    assert!(state.snapshot.entries.is_empty(), "no effect was applied");
+    let report = replay::replay(f.host.store(), f.host.runtime(), Some("evil"))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(
+        (report.replayed, report.mismatches.len()),
+        (1, 0),
+        "{report:?}"
+    );
 }
 
 #[test]

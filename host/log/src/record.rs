@@ -197,6 +197,12 @@ fn position(out: &mut Vec<u8>, account: &str, seq: u64) {
     push_u64(out, seq);
 }
 
+/// The length of [`position`] at the largest seq: a bound on it at any.
+fn longest_position(account: &str) -> usize {
+    // `u64::MAX` has 20 digits.
+    r#"{"v":1,"account":"","seq":"#.len() + account.len() + 20
+}
+
 /// The header prefix followed by the time and kind:
 /// `{"v":1,"account":"<account>","seq":<seq>,"time_ms":<time>,"kind":"<kind>",`.
 pub fn full_prefix(out: &mut Vec<u8>, account: &str, seq: u64, time_ms: i64, kind: &str) {
@@ -326,10 +332,13 @@ impl Prepared {
             )));
         }
         let (tail, effects) = encode_tail(draft);
-        if tail.len() > MAX_RECORD_BYTES {
+        // Checked with the longest position the record could get, so that
+        // a prepared record fits at any seq.
+        let size = longest_position(&draft.account) + tail.len();
+        if size > MAX_RECORD_BYTES {
             return Err(AuditError::TooLarge {
                 account: draft.account.clone(),
-                size: tail.len(),
+                size,
             });
         }
         Ok(Prepared {
@@ -349,7 +358,8 @@ impl Prepared {
         check_effects(effects)?;
         let mut encoded = Vec::new();
         write_value(&mut encoded, effects);
-        let size = self.tail.len() - self.effects.len() + encoded.len();
+        let size =
+            longest_position(&self.account) + self.tail.len() - self.effects.len() + encoded.len();
         if size > MAX_RECORD_BYTES {
             return Err(AuditError::TooLarge {
                 account: self.account.clone(),

@@ -16,6 +16,67 @@ pub const MAX_EFFECTS: usize = 64;
 pub const MAX_RULES: usize = 32;
 /// The longest JSON document or string in an effect, in bytes.
 pub const MAX_VALUE_LEN: usize = 64 << 10;
+/// The most a decision may cost, counted as [`decision_cost`] counts: about
+/// the host memory it takes. Decoding stops as soon as a decision is over
+/// it, so a module cannot make the host allocate more than this for its
+/// answer; a decision within every other limit is well under it unless it
+/// fills many effects to their limits.
+pub const MAX_DECISION_BYTES: usize = 16 << 20;
+/// What each string of a decision costs beyond its bytes (a `String`).
+pub const STRING_COST: usize = 24;
+/// What each effect of a decision costs beyond its strings.
+pub const EFFECT_COST: usize = 128;
+/// What a decision costs beyond its strings and effects.
+pub const DECISION_COST: usize = 128;
+
+/// The cost of a decision: [`DECISION_COST`], [`EFFECT_COST`] per effect,
+/// and each string's bytes plus [`STRING_COST`].
+pub fn decision_cost(decision: &Decision) -> usize {
+    let text = |s: &String| STRING_COST.saturating_add(s.len());
+    let texts = |items: &[String]| items.iter().map(text).fold(0usize, usize::saturating_add);
+    let effect = |effect: &Effect| {
+        let strings = match effect {
+            Effect::CreateGrant(g) => {
+                text(&g.environment)
+                    + g.grantee.as_ref().map_or(0, text)
+                    + text(&g.scope)
+                    + text(&g.metadata)
+            }
+            Effect::UpdateGrant(u) => text(&u.id) + text(&u.scope) + text(&u.metadata),
+            Effect::CreateServiceAccount(s) => text(&s.agent_email)
+                .saturating_add(texts(&s.rights))
+                .saturating_add(text(&s.description)),
+            Effect::SetServiceAccountRights(u) => text(&u.id).saturating_add(texts(&u.rights)),
+            Effect::SetSetting(s) => text(&s.key) + text(&s.value),
+            Effect::PutEntry(e) => text(&e.key) + text(&e.value),
+            Effect::RevokeGrant(id)
+            | Effect::RemoveServiceAccount(id)
+            | Effect::CreateInvitation(id)
+            | Effect::UseInvitation(id)
+            | Effect::DeleteEntry(id) => text(id),
+        };
+        EFFECT_COST.saturating_add(strings)
+    };
+    DECISION_COST
+        .saturating_add(text(&decision.rule))
+        .saturating_add(text(&decision.message))
+        .saturating_add(texts(&decision.rules))
+        .saturating_add(
+            decision
+                .effects
+                .iter()
+                .map(effect)
+                .fold(0, usize::saturating_add),
+        )
+}
+
+/// The refusal of a decision over [`MAX_DECISION_BYTES`], the same
+/// whichever way it was decoded.
+pub fn over_budget() -> String {
+    format!(
+        "the decision costs more than {MAX_DECISION_BYTES} bytes (each string its bytes plus {STRING_COST}, each effect {EFFECT_COST})"
+    )
+}
 
 /// Checks a module's self-description.
 pub fn check_description(description: &Description) -> Result<(), String> {
@@ -81,6 +142,9 @@ pub fn check_decision(decision: &Decision, request: &Request) -> Result<(), Stri
             "{} effects; the limit is {MAX_EFFECTS}",
             decision.effects.len()
         ));
+    }
+    if decision_cost(decision) > MAX_DECISION_BYTES {
+        return Err(over_budget());
     }
     let account = &request.account;
     // At most MAX_EFFECTS lookups: a scan of the snapshot is cheaper than

@@ -180,7 +180,7 @@ impl CoreCall {
                 )
             })?;
         // Straight out of the instance's memory, without a copy first.
-        decode_decision(packed).map_err(|message| wasmtime::format_err!("{message}"))
+        decode_decision(packed).map_err(wasmtime::Error::new)
     }
 }
 

@@ -49,9 +49,32 @@ pub mod probe;
 
 /// The bounds a decision must keep (beyond its WIT types); a decision that
 /// breaks one fails closed.
-pub use contract::{MAX_EFFECTS, MAX_MESSAGE_LEN, MAX_RULE_LEN, MAX_RULES, MAX_VALUE_LEN};
+pub use contract::{
+    DECISION_COST, EFFECT_COST, MAX_DECISION_BYTES, MAX_EFFECTS, MAX_MESSAGE_LEN, MAX_RULE_LEN,
+    MAX_RULES, MAX_VALUE_LEN, STRING_COST, decision_cost,
+};
 pub use error::{EvalError, LoadError, RuntimeError};
 pub use load::{ModuleFormat, REQUIRED_EXPORTS, survey};
+
+/// Decodes what a module's `evaluate-packed` returned, as an evaluation
+/// does: bounded as it reads ([`MAX_DECISION_BYTES`]), a limit broken
+/// while decoding as [`EvalError::Contract`], bytes that are not a decision
+/// as [`EvalError::BadOutput`]. For tools and fuzzing; an evaluation then
+/// also checks the decision with [`check_decision`].
+pub fn decode_packed_decision(bytes: &[u8]) -> Result<model::Decision, EvalError> {
+    packed::decode_decision(bytes).map_err(EvalError::from)
+}
+
+/// Checks a decision against the interface contract and the request it
+/// answers, as an evaluation does; the error says what is wrong.
+pub fn check_decision(decision: &model::Decision, request: &model::Request) -> Result<(), String> {
+    contract::check_decision(decision, request)
+}
+
+/// The packed encoding of a request, as `evaluate-packed` receives it.
+pub fn encode_packed_request(request: &model::Request) -> Vec<u8> {
+    packed::encode(request)
+}
 
 /// The interface types, generated from `sdk/wit` (package
 /// `chaperone:policy@0.1.0`). They stay inside the runtime: its callers
@@ -462,9 +485,7 @@ impl Runtime {
         drop(slot);
         let decision = match decided? {
             Output::Decided(decision) => decision,
-            Output::Packed(bytes) => {
-                packed::decode_decision(&bytes).map_err(EvalError::BadOutput)?
-            }
+            Output::Packed(bytes) => packed::decode_decision(&bytes)?,
         };
         span.record("fuel_used", fuel_used);
         contract::check_decision(&decision, request).map_err(EvalError::Contract)?;
@@ -515,6 +536,12 @@ impl Runtime {
             .set_fuel(limits.fuel)
             .map_err(|e| EvalError::Instantiate(format!("{e:#}")))?;
         store.set_epoch_deadline(deadline_ticks(limits.deadline));
+        // What the component path may copy out of the instance: a decision
+        // (typed, or packed as bytes) over the contract's cost fails as it
+        // is lifted, before the host allocates more. Twice the limit:
+        // wasmtime counts a little differently from `decision_cost`, and
+        // the contract check after it gives the same refusal either path.
+        store.set_hostcall_fuel(MAX_DECISION_BYTES.saturating_mul(2));
         Ok(store)
     }
 
@@ -532,6 +559,12 @@ impl Runtime {
         let limits = &self.inner.limits;
         if store.data().memory_refused {
             return EvalError::MemoryLimit(limits.memory_bytes);
+        }
+        if let Some(refusal) = error.downcast_ref::<packed::Refusal>() {
+            return match refusal {
+                packed::Refusal::Malformed(detail) => EvalError::BadOutput(detail.clone()),
+                packed::Refusal::Contract(detail) => EvalError::Contract(detail.clone()),
+            };
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => EvalError::FuelExhausted(limits.fuel),

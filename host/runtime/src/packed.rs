@@ -8,24 +8,281 @@
 //! the SDK's decoder (`chaperone_sdk`'s `packed` module) is its mirror.
 
 use chaperone_model::{
-    Account, Actor, Decision, Environment, EnvironmentKind, Grant, Invitation, Operation, Origin,
-    Plan, Request, ServiceAccount, User,
+    Account, Actor, Decision, Effect, Entry, Environment, EnvironmentKind, Grant, GrantUpdate,
+    Invitation, NewGrant, NewServiceAccount, Operation, Origin, Plan, Request, RightsUpdate,
+    ServiceAccount, Setting, User, Verdict,
 };
 
+use crate::contract::{
+    self, MAX_DECISION_BYTES, MAX_EFFECTS, MAX_MESSAGE_LEN, MAX_RULE_LEN, MAX_RULES, MAX_VALUE_LEN,
+};
+
+/// Why a packed decision was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The bytes are not a decision.
+    #[error("{0}")]
+    Malformed(String),
+    /// The decision breaks a limit of the contract (found while decoding).
+    #[error("{0}")]
+    Contract(String),
+}
+
+impl From<Refusal> for crate::EvalError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Malformed(detail) => crate::EvalError::BadOutput(detail),
+            Refusal::Contract(detail) => crate::EvalError::Contract(detail),
+        }
+    }
+}
+
 /// Decodes what `evaluate-packed` returned: the postcard encoding of a
-/// `decision` and nothing after it (postcard's own decoder: it refuses
-/// lengths beyond the bytes before allocating).
-pub fn decode_decision(bytes: &[u8]) -> Result<Decision, String> {
-    match postcard::take_from_bytes::<Decision>(bytes) {
-        Ok((decision, [])) => Ok(decision),
-        Ok((_, rest)) => Err(format!(
-            "`evaluate-packed` returned {} bytes after the decision",
-            rest.len()
-        )),
-        Err(e) => Err(format!(
+/// `decision` and nothing after it. Every bound of the contract that can be
+/// known from a length is checked before what it bounds is read: a string's
+/// length before it is copied, a list's before any of its items, and the
+/// whole decision's cost ([`contract::decision_cost`]) as it grows; so a
+/// decision over a limit costs at most the limit to refuse.
+pub fn decode_decision(bytes: &[u8]) -> Result<Decision, Refusal> {
+    if bytes.len() > MAX_DECISION_BYTES {
+        return Err(Refusal::Contract(contract::over_budget()));
+    }
+    let mut reader = Reader {
+        bytes,
+        cost: contract::DECISION_COST,
+    };
+    let decision = reader.decision().map_err(|refusal| match refusal {
+        Refusal::Malformed(e) => Refusal::Malformed(format!(
             "`evaluate-packed` returned {} bytes that are not a decision: {e}",
             bytes.len()
         )),
+        limit => limit,
+    })?;
+    if !reader.bytes.is_empty() {
+        return Err(Refusal::Malformed(format!(
+            "`evaluate-packed` returned {} bytes after the decision",
+            reader.bytes.len()
+        )));
+    }
+    Ok(decision)
+}
+
+fn malformed(detail: impl Into<String>) -> Refusal {
+    Refusal::Malformed(detail.into())
+}
+
+/// Reads a decision, charging what it allocates against
+/// [`MAX_DECISION_BYTES`] before allocating it.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    /// The cost of what was read so far.
+    cost: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, Refusal> {
+        let (&first, rest) = self
+            .bytes
+            .split_first()
+            .ok_or_else(|| malformed("it ends early"))?;
+        self.bytes = rest;
+        Ok(first)
+    }
+
+    /// A LEB128 varint of at most 64 bits, in its shortest form or not
+    /// (postcard's decoder accepts both; so does this one).
+    fn varint(&mut self) -> Result<u64, Refusal> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte()?;
+            let bits = u64::from(byte & 0x7f);
+            if shift == 63 && bits > 1 {
+                return Err(malformed("a varint overflows 64 bits"));
+            }
+            value |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(malformed("a varint is longer than 10 bytes"))
+    }
+
+    fn u32(&mut self) -> Result<u32, Refusal> {
+        let value = self.varint()?;
+        u32::try_from(value).map_err(|_| malformed(format!("{value} does not fit 32 bits")))
+    }
+
+    /// Zigzag.
+    fn s64(&mut self) -> Result<i64, Refusal> {
+        let value = self.varint()?;
+        // Undoes the zigzag: the low bit is the sign.
+        Ok(((value >> 1) as i64) ^ -((value & 1) as i64))
+    }
+
+    fn charge(&mut self, cost: usize) -> Result<(), Refusal> {
+        self.cost = self.cost.saturating_add(cost);
+        if self.cost > MAX_DECISION_BYTES {
+            return Err(Refusal::Contract(contract::over_budget()));
+        }
+        Ok(())
+    }
+
+    /// A list's length, refused over `max` before any item is read.
+    fn count(&mut self, what: &str, max: usize) -> Result<usize, Refusal> {
+        let count = self.varint()?;
+        match usize::try_from(count) {
+            Ok(count) if count <= max => Ok(count),
+            _ => Err(Refusal::Contract(format!(
+                "{count} {what}; the limit is {max}"
+            ))),
+        }
+    }
+
+    /// A string of at most `max` bytes, refused by its length before a
+    /// byte of it is copied.
+    fn string(&mut self, what: &str, max: usize) -> Result<String, Refusal> {
+        let len = self.varint()?;
+        let len = match usize::try_from(len) {
+            Ok(len) if len <= max => len,
+            _ => {
+                return Err(Refusal::Contract(format!(
+                    "the {what} is {len} bytes; the limit is {max}"
+                )));
+            }
+        };
+        self.charge(contract::STRING_COST.saturating_add(len))?;
+        if len > self.bytes.len() {
+            return Err(malformed(format!(
+                "the {what} is {len} bytes, but only {} follow",
+                self.bytes.len()
+            )));
+        }
+        let (text, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        std::str::from_utf8(text)
+            .map(str::to_owned)
+            .map_err(|e| malformed(format!("the {what} is not UTF-8: {e}")))
+    }
+
+    fn option<T>(
+        &mut self,
+        what: &str,
+        some: impl FnOnce(&mut Self) -> Result<T, Refusal>,
+    ) -> Result<Option<T>, Refusal> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => some(self).map(Some),
+            tag => Err(malformed(format!("the {what} has option tag {tag}"))),
+        }
+    }
+
+    fn decision(&mut self) -> Result<Decision, Refusal> {
+        let verdict = match self.u32()? {
+            0 => Verdict::Allow,
+            1 => Verdict::Deny,
+            other => {
+                return Err(malformed(format!(
+                    "verdict {other} is not allow (0) or deny (1)"
+                )));
+            }
+        };
+        let rule = self.string("rule id", MAX_RULE_LEN)?;
+        let message = self.string("message", MAX_MESSAGE_LEN)?;
+        let count = self.count("rules listed", MAX_RULES)?;
+        let mut rules = Vec::with_capacity(count);
+        for _ in 0..count {
+            rules.push(self.string("listed rule id", MAX_RULE_LEN)?);
+        }
+        let count = self.count("effects", MAX_EFFECTS)?;
+        let mut effects = Vec::with_capacity(count);
+        for _ in 0..count {
+            self.charge(contract::EFFECT_COST)?;
+            effects.push(self.effect()?);
+        }
+        Ok(Decision {
+            verdict,
+            rule,
+            message,
+            rules,
+            effects,
+        })
+    }
+
+    fn text(&mut self, what: &str) -> Result<String, Refusal> {
+        self.string(what, MAX_VALUE_LEN)
+    }
+
+    fn rights(&mut self) -> Result<Vec<String>, Refusal> {
+        // A name costs its bytes and a string's share: a count whose empty
+        // names alone would take the decision over is refused before the
+        // list is allocated. The names' total size is the contract's check.
+        let count = self.count("rights", MAX_DECISION_BYTES / contract::STRING_COST)?;
+        if self
+            .cost
+            .saturating_add(count.saturating_mul(contract::STRING_COST))
+            > MAX_DECISION_BYTES
+        {
+            return Err(Refusal::Contract(contract::over_budget()));
+        }
+        let mut rights = Vec::with_capacity(count);
+        for _ in 0..count {
+            rights.push(self.text("right")?);
+        }
+        Ok(rights)
+    }
+
+    fn effect(&mut self) -> Result<Effect, Refusal> {
+        Ok(match self.u32()? {
+            0 => Effect::CreateGrant(NewGrant {
+                environment: self.text("grant's environment")?,
+                grantee: self.option("grantee", |r| r.text("grantee"))?,
+                scope: self.text("grant scope")?,
+                expires_at: self.option("grant expiry", Reader::s64)?,
+                metadata: self.text("grant metadata")?,
+            }),
+            1 => Effect::UpdateGrant(GrantUpdate {
+                id: self.text("grant id")?,
+                scope: self.text("grant scope")?,
+                expires_at: self.option("grant expiry", Reader::s64)?,
+                metadata: self.text("grant metadata")?,
+            }),
+            2 => Effect::RevokeGrant(self.text("grant id")?),
+            3 => Effect::CreateServiceAccount(NewServiceAccount {
+                agent_email: self.text("agent email")?,
+                rights: self.rights()?,
+                origin: match self.u32()? {
+                    0 => Origin::Consent,
+                    1 => Origin::Invite,
+                    other => {
+                        return Err(malformed(format!(
+                            "origin {other} is not consent or invite"
+                        )));
+                    }
+                },
+                description: self.text("description")?,
+            }),
+            4 => Effect::SetServiceAccountRights(RightsUpdate {
+                id: self.text("service account id")?,
+                rights: self.rights()?,
+            }),
+            5 => Effect::RemoveServiceAccount(self.text("service account id")?),
+            6 => Effect::SetSetting(Setting {
+                key: self.text("setting key")?,
+                value: self.text("setting value")?,
+            }),
+            7 => Effect::CreateInvitation(self.text("invited email")?),
+            8 => Effect::UseInvitation(self.text("invitation id")?),
+            9 => Effect::PutEntry(Entry {
+                key: self.text("entry key")?,
+                value: self.text("entry value")?,
+            }),
+            10 => Effect::DeleteEntry(self.text("entry key")?),
+            other => {
+                return Err(malformed(format!(
+                    "effect {other} is not one the interface defines"
+                )));
+            }
+        })
     }
 }
 
@@ -240,11 +497,16 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
-    use super::encode;
+    use super::{Refusal, decode_decision, encode};
+    use crate::contract::{self, MAX_DECISION_BYTES, decision_cost};
     use crate::probe::sample_request;
     use chaperone_model::{
         Actor, CustomRequest, GrantRequest, Invitation, ModifyRequest, Operation, OperationKind,
         Origin, Plan, ServiceAccount, SetRightsRequest,
+    };
+    use chaperone_model::{
+        Decision, Effect, Entry, GrantUpdate, NewGrant, NewServiceAccount, RightsUpdate, Setting,
+        Verdict,
     };
 
     /// The `i`th value, cycling.
@@ -323,5 +585,133 @@ mod tests {
                 assert_eq!(encode(&request), expected, "{vendor} {kind:?}");
             }
         }
+    }
+
+    fn every_effect() -> Vec<Effect> {
+        vec![
+            Effect::CreateGrant(NewGrant {
+                environment: "prod".into(),
+                grantee: Some("ü@x".into()),
+                scope: "{}".into(),
+                expires_at: Some(-5),
+                metadata: "null".into(),
+            }),
+            Effect::CreateGrant(NewGrant {
+                environment: "e".into(),
+                grantee: None,
+                scope: "[]".into(),
+                expires_at: None,
+                metadata: "{}".into(),
+            }),
+            Effect::UpdateGrant(GrantUpdate {
+                id: "g".into(),
+                scope: "1".into(),
+                expires_at: Some(i64::MAX),
+                metadata: "2".into(),
+            }),
+            Effect::RevokeGrant("g".into()),
+            Effect::CreateServiceAccount(NewServiceAccount {
+                agent_email: "a@b".into(),
+                rights: vec!["x".into(), String::new()],
+                origin: chaperone_model::Origin::Invite,
+                description: "d".repeat(300),
+            }),
+            Effect::SetServiceAccountRights(RightsUpdate {
+                id: "sa".into(),
+                rights: vec![],
+            }),
+            Effect::RemoveServiceAccount("sa".into()),
+            Effect::SetSetting(Setting {
+                key: "k".into(),
+                value: "true".into(),
+            }),
+            Effect::CreateInvitation("i@x".into()),
+            Effect::UseInvitation("i".into()),
+            Effect::PutEntry(Entry {
+                key: "k".into(),
+                value: "\"v\"".into(),
+            }),
+            Effect::DeleteEntry("k".into()),
+        ]
+    }
+
+    fn decision(effects: Vec<Effect>) -> Decision {
+        Decision {
+            verdict: Verdict::Allow,
+            rule: "R-1".into(),
+            message: "m".repeat(200),
+            rules: vec!["A".into(), "B.c".into()],
+            effects,
+        }
+    }
+
+    fn packed(decision: &Decision) -> Vec<u8> {
+        postcard::to_allocvec(decision).unwrap_or_default()
+    }
+
+    #[test]
+    fn decodes_what_postcard_encodes() {
+        let mut cases = vec![decision(every_effect()), decision(vec![])];
+        cases.push(Decision {
+            verdict: Verdict::Deny,
+            rule: "D".into(),
+            message: String::new(),
+            rules: vec![],
+            effects: vec![],
+        });
+        for effect in every_effect() {
+            cases.push(decision(vec![effect]));
+        }
+        for case in cases {
+            let bytes = packed(&case);
+            assert_eq!(decode_decision(&bytes).ok(), Some(case.clone()));
+            // Every strict prefix is refused as malformed, never a panic.
+            for end in 0..bytes.len() {
+                let prefix = bytes.get(..end).unwrap_or_default();
+                assert!(
+                    matches!(decode_decision(prefix), Err(Refusal::Malformed(_))),
+                    "{case:?} cut at {end}"
+                );
+            }
+        }
+    }
+
+    /// The decoder's running cost is `decision_cost`: a decision exactly at
+    /// the limit decodes, one byte more is refused, with the message the
+    /// contract gives a decision it did not decode.
+    #[test]
+    fn the_decoders_cost_is_the_contracts() {
+        // Within the count limits, long lists of rights reach the budget.
+        let rights = |n: usize| {
+            decision(vec![Effect::SetServiceAccountRights(RightsUpdate {
+                id: "sa".into(),
+                rights: vec![String::new(); n],
+            })])
+        };
+        let names = (MAX_DECISION_BYTES - decision_cost(&rights(0))) / contract::STRING_COST;
+        let at_limit = rights(names);
+        let remainder = MAX_DECISION_BYTES - decision_cost(&at_limit);
+        let mut exact = at_limit.clone();
+        if let Some(Effect::SetServiceAccountRights(update)) = exact.effects.first_mut() {
+            if let Some(first) = update.rights.first_mut() {
+                *first = "r".repeat(remainder);
+            }
+        }
+        assert_eq!(decision_cost(&exact), MAX_DECISION_BYTES);
+        assert_eq!(decode_decision(&packed(&exact)).ok(), Some(exact.clone()));
+        let mut over = exact.clone();
+        over.message.push('!');
+        assert_eq!(decision_cost(&over), MAX_DECISION_BYTES + 1);
+        let refused = decode_decision(&packed(&over)).err();
+        assert!(
+            matches!(&refused, Some(Refusal::Contract(m)) if *m == contract::over_budget()),
+            "{refused:?}"
+        );
+        let request =
+            crate::probe::sample_request("celigo", chaperone_model::OperationKind::Act, None);
+        assert_eq!(
+            contract::check_decision(&over, &request).err(),
+            Some(contract::over_budget())
+        );
     }
 }

@@ -84,17 +84,18 @@ pub struct DecisionCommit {
 }
 
 impl DecisionCommit {
-    /// A decision's commit: `record` with its `effects` replaced by
-    /// `effects` as recorded, checked and encoded now. The other fields
-    /// start as: head unknown (a new chain), no expiry sweep, no module.
+    /// A decision's commit: `record`, its `effects` set to `effects` as
+    /// recorded, checked and encoded now. The other fields start as: head
+    /// unknown (a new chain), no expiry sweep, no module. On an error (say
+    /// the record would be too large) `record` is still the caller's.
     pub fn new(
-        mut record: RecordDraft,
+        record: &mut RecordDraft,
         actor: Actor,
         effects: Vec<Effect>,
     ) -> Result<DecisionCommit, AuditError> {
         record.effects = Value::Array(effects.iter().map(|e| recorded_effect(e, None)).collect());
         Ok(DecisionCommit {
-            record: Prepared::new(&record)?,
+            record: Prepared::new(record)?,
             expected_head: None,
             sweep_expiries: false,
             actor,
