@@ -1,5 +1,8 @@
 //! Paths of the guest modules built for the tests by `build.rs`, handed to
-//! the tests as files (like wasmtime's test programs).
+//! the tests as files (like wasmtime's test programs), and hand-written
+//! modules ([`modules`]).
+
+pub mod modules;
 
 /// The hostile guest (`tests/guests/hostile`): the action name picks the attack.
 pub const HOSTILE_WASM: &str = concat!(env!("OUT_DIR"), "/hostile.wasm");

@@ -16,7 +16,7 @@ use chaperone_log::{
     ActorRef, AuditError, DecisionRecord, PolicyRef, RecordDraft, Verdict as RecordVerdict,
 };
 use chaperone_model::{Actor, Effect, Operation, Verdict};
-use chaperone_runtime::{Limits, PolicyModule, Runtime};
+use chaperone_runtime::{EvalError, Limits, PolicyModule, Runtime};
 use chaperone_store::{
     AccountRead, DecisionCommit, KeptModule, NamedObject, Storage, Store, StoreError, SyncError,
     WriteFailure,
@@ -387,7 +387,13 @@ impl Host {
                     policy: Some((module, recorded_input)),
                 },
                 Err(error) => {
-                    tracing::warn!(account = %input.account.id, digest = %module.digest(), %error, "policy failed; denying");
+                    if matches!(error, EvalError::Deadline(_)) {
+                        // Fuel is priced to stop every module well before
+                        // the deadline: this one found a way around it.
+                        tracing::error!(account = %input.account.id, digest = %module.digest(), %error, "the wall-clock backstop stopped a module: its fuel is mispriced; denying");
+                    } else {
+                        tracing::warn!(account = %input.account.id, digest = %module.digest(), %error, "policy failed; denying");
+                    }
                     Decided {
                         policy: Some((module, recorded_input)),
                         ..Decided::host(HOST_POLICY_ERROR, error.to_string())
@@ -515,6 +521,62 @@ fn prepare(
         seq: 0,
     };
     Ok((commit, outcome))
+}
+
+/// Whether the audit record of `decision`, made for `request` as the host
+/// makes it, would fit: `None` if it would, else the host's refusal (see
+/// [`oversized_record_message`]). `policy check` asks this of each probe;
+/// the request as a caller gave it is taken to be the operation itself.
+pub fn record_fits(
+    request: &chaperone_model::Request,
+    decision: &chaperone_model::Decision,
+) -> Option<String> {
+    let account = &request.account;
+    let actor = match &request.actor {
+        Actor::User(id) => ActorRef::User {
+            id: id.clone(),
+            email: account
+                .users
+                .iter()
+                .find(|u| &u.id == id)
+                .map(|u| u.email.clone()),
+        },
+        Actor::Agent(email) => ActorRef::Agent {
+            email: email.clone(),
+        },
+    };
+    let mut record = RecordDraft {
+        account: account.id.clone(),
+        time_ms: request.now,
+        kind: request.operation.record_kind(),
+        actor: Some(actor),
+        request: serde_json::to_value(&request.operation).unwrap_or(Value::Null),
+        decision: Some(DecisionRecord {
+            verdict: match decision.verdict {
+                Verdict::Allow => RecordVerdict::Allow,
+                Verdict::Deny => RecordVerdict::Deny,
+            },
+            rule: decision.rule.clone(),
+            message: decision.message.clone(),
+            rules: decision.rules.clone(),
+        }),
+        effects: Value::Null,
+        policy: Some(PolicyRef {
+            digest: "0".repeat(64),
+            vendor: account.policy.clone(),
+            version: "0".into(),
+        }),
+        input: serde_json::to_value(request).ok(),
+    };
+    let effects = match decision.verdict {
+        Verdict::Allow => decision.effects.clone(),
+        Verdict::Deny => Vec::new(),
+    };
+    match DecisionCommit::new(&mut record, request.actor.clone(), effects) {
+        Ok(_) => None,
+        Err(AuditError::TooLarge { size, .. }) => Some(oversized_record_message(size)),
+        Err(e) => Some(format!("its audit record cannot be made: {e}")),
+    }
 }
 
 /// The message of a decision refused because its audit record would not

@@ -9,6 +9,7 @@ use chaperone_model::{Action, Actor, Operation, OperationKind, Request, Verdict}
 use chaperone_runtime::probe::{SAMPLE_NOW, sample_request};
 use chaperone_runtime::{EntryPoint, EvalError, Limits, LoadError, Runtime};
 use chaperone_tests::HOSTILE_WASM;
+use chaperone_tests::modules::{core_module, embed_world, wat, wit_with};
 
 use crate::alloc;
 
@@ -238,10 +239,6 @@ fn load_error(bytes: &[u8]) -> LoadError {
     };
     assert_good_module_works(&runtime);
     error
-}
-
-fn wat(text: &str) -> Vec<u8> {
-    wat::parse_str(text).unwrap_or_else(|e| unreachable!("wat: {e}"))
 }
 
 #[test]
@@ -474,73 +471,173 @@ fn the_packed_and_typed_entry_points_decide_identically() {
     assert!(compared >= 40, "{compared} comparisons");
 }
 
-/// The WIT package with one more world, named `extra`, appended.
-fn wit_with(world: &str) -> (wit_parser::Resolve, wit_parser::WorldId) {
-    let mut wit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../sdk/wit/policy.wit"
-    ))
-    .unwrap_or_else(|e| unreachable!("the WIT package: {e}"));
-    wit.push_str(world);
-    let mut resolve = wit_parser::Resolve::default();
-    let world = resolve
-        .push_str("policy.wit", &wit)
-        .and_then(|package| resolve.select_world(&[package], Some("extra")))
-        .unwrap_or_else(|e| unreachable!("{e:#}"));
-    (resolve, world)
+/// Every way to spin (`SPINS`) is stopped by its fuel, never by the
+/// wall clock, however busy the machine: the same refusal every time, even
+/// with every core busy (finding: loops of `memory.grow 0` spent 20M fuel
+/// in ~390 ms, past the deadline, so a busy machine decided differently).
+#[test]
+fn every_way_to_spin_is_stopped_by_fuel_under_load() {
+    let runtime = runtime();
+    let request = act("read");
+    let busy = busy_cores();
+    for (name, _, _) in chaperone_tests::modules::SPINS {
+        let bytes =
+            chaperone_tests::modules::spin_module(name).unwrap_or_else(|| unreachable!("{name}"));
+        let module = runtime
+            .load(&bytes)
+            .unwrap_or_else(|e| unreachable!("{name}: {e}"));
+        for _ in 0..2 {
+            let error = runtime
+                .evaluate(&module, &request)
+                .map(|e| e.decision)
+                .err();
+            let expected = match *name {
+                "memory.grow 1" => matches!(error, Some(EvalError::MemoryLimit(_))),
+                _ => matches!(error, Some(EvalError::FuelExhausted(_))),
+            };
+            assert!(expected, "{name}: {error:?}");
+        }
+    }
+    drop(busy);
 }
 
-/// Adds `world` to a core module as its component type, as wit-bindgen
-/// does.
-fn embed_world(module: &mut Vec<u8>, resolve: &wit_parser::Resolve, world: wit_parser::WorldId) {
-    wit_component::embed_component_metadata(
-        module,
-        resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .unwrap_or_else(|e| unreachable!("{e:#}"));
-}
-
-/// A hand-written core module for world `sdk-policy` (as wit-bindgen
-/// would emit it, with its component type) whose `describe` works and
-/// whose `evaluate-packed` returns `returned`, a pointer into `data` (laid
-/// out from address 1024).
-fn core_module_returning(returned: u32, data: &[u8]) -> Vec<u8> {
-    core_module(returned, data, "i32.const 64", "")
-}
-
-/// [`core_module_returning`] with `describe`'s body given and `extra`
-/// module fields added.
-fn core_module(returned: u32, data: &[u8], describe: &str, extra: &str) -> Vec<u8> {
-    let escaped: String = data.iter().map(|b| format!("\\{b:02x}")).collect();
-    // `describe` returns a pointer to (vendor, version, operations,
-    // custom operations), each a (pointer, length) pair: "evil", "1.0.0",
-    // [act].
-    let mut module = wat(&format!(
-        r#"(module
-            (memory (export "memory") 1)
-            (data (i32.const 16) "evil")
-            (data (i32.const 32) "1.0.0")
-            (data (i32.const 48) "\08")
-            (data (i32.const 64) "\10\00\00\00\04\00\00\00\20\00\00\00\05\00\00\00\30\00\00\00\01\00\00\00\00\00\00\00\00\00\00\00")
-            (data (i32.const 1024) "{escaped}")
-            (func (export "describe") (result i32) {describe})
-            {extra}
-            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 8192)
-            (func (export "evaluate") (param i32) (result i32) unreachable)
-            (func (export "evaluate-packed") (param i32 i32) (result i32) i32.const {returned}))"#
-    ));
-    let (resolve, world) = wit_with(
-        "world extra {
-            use types.{request, decision, description};
-            export describe: func() -> description;
-            export evaluate: func(request: request) -> decision;
-            export evaluate-packed: func(request: list<u8>) -> list<u8>;
-        }",
+/// A legal module that uses 18M of its 20M fuel decides the same, with
+/// the same fuel, every time while every core is busy (finding: such a
+/// module got 7 allows and 3 deadline errors out of 10 on a busy machine).
+#[test]
+fn a_module_near_its_fuel_limit_decides_the_same_under_load() {
+    let runtime = runtime();
+    let module = runtime
+        .load(&chaperone_tests::modules::near_fuel_limit_module(1_200_000))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let busy = busy_cores();
+    let mut fuel = Vec::new();
+    for _ in 0..10 {
+        let evaluation = runtime
+            .evaluate(&module, &act("read"))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(evaluation.decision.rule, "R");
+        fuel.push(evaluation.fuel_used);
+    }
+    drop(busy);
+    fuel.dedup();
+    assert_eq!(fuel.len(), 1, "{fuel:?}");
+    let used = fuel.first().copied().unwrap_or_default();
+    let limit = Limits::default().fuel;
+    assert!(
+        used > limit / 10 * 9 && used < limit,
+        "uses {used} of {limit}"
     );
-    embed_world(&mut module, &resolve, world);
-    module
+}
+
+/// Threads that keep every core busy while it lives (they end when it is
+/// dropped, also when a test fails).
+pub(crate) struct Busy(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn busy_cores() -> Busy {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    for _ in 0..cores {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut x = 1u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) ^ 1);
+                }
+            }
+        });
+    }
+    Busy(stop)
+}
+
+/// A module whose `evaluate-packed` allows (rule `R`) when `check`, an
+/// `i32` expression, is non-zero and denies (rule `N`) otherwise; floats
+/// laid out from 2048: 0.0 at 2048, a `f32x4` of 1+2^-12 at 2064, one of
+/// -(1+2^-11) at 2080, one of NaN at 2096.
+fn observing(check: &str) -> Vec<u8> {
+    let pair = |ptr: u32, len: u32| [ptr.to_le_bytes(), len.to_le_bytes()].concat();
+    let data = [
+        pair(1040, 7),
+        pair(1048, 7),
+        vec![0, 1, b'R', 1, b'm', 0, 0, 0],
+        vec![1, 1, b'N', 1, b'm', 0, 0, 0],
+    ]
+    .concat();
+    let floats = r#"(data (i32.const 2064) "\00\08\80\3f\00\08\80\3f\00\08\80\3f\00\08\80\3f")
+        (data (i32.const 2080) "\00\10\80\bf\00\10\80\bf\00\10\80\bf\00\10\80\bf")
+        (data (i32.const 2096) "\00\00\c0\7f\00\00\c0\7f\00\00\c0\7f\00\00\c0\7f")"#;
+    core_module(
+        1024,
+        &data,
+        "i32.const 64",
+        floats,
+        &format!("(return (select (i32.const 1024) (i32.const 1032) {check}))"),
+    )
+}
+
+/// What a module sees of host-dependent results is the same on every host
+/// (finding: 0/0 gave `0xffc00000` on x86, relaxed SIMD gave x86's answers):
+/// NaNs are canonical, `relaxed_madd` is fused, `relaxed_trunc` of NaN is 0.
+#[test]
+fn a_module_cannot_observe_the_host() {
+    let runtime = runtime();
+    let cases = [
+        (
+            "f32 0/0 is the canonical NaN",
+            "(i32.eq (i32.reinterpret_f32 (f32.div (f32.load (i32.const 2048)) (f32.load (i32.const 2048)))) (i32.const 0x7fc00000))",
+        ),
+        (
+            "f64 0/0 is the canonical NaN",
+            "(i64.eq (i64.reinterpret_f64 (f64.div (f64.load (i32.const 2048)) (f64.load (i32.const 2048)))) (i64.const 0x7ff8000000000000))",
+        ),
+        (
+            "sqrt(-1) is the canonical NaN",
+            "(i32.eq (i32.reinterpret_f32 (f32.sqrt (f32.neg (f32.load (i32.const 2064))))) (i32.const 0x7fc00000))",
+        ),
+        (
+            "relaxed_madd is fused",
+            "(i32.eq (i32x4.extract_lane 0 (f32x4.relaxed_madd (v128.load (i32.const 2064)) (v128.load (i32.const 2064)) (v128.load (i32.const 2080)))) (i32.const 0x33800000))",
+        ),
+        (
+            "relaxed_trunc of NaN is 0",
+            "(i32.eqz (i32x4.extract_lane 0 (i32x4.relaxed_trunc_f32x4_s (v128.load (i32.const 2096)))))",
+        ),
+    ];
+    for (what, check) in cases {
+        let module = runtime
+            .load(&observing(check))
+            .unwrap_or_else(|e| unreachable!("{what}: {e}"));
+        let decision = runtime
+            .evaluate(&module, &act("read"))
+            .unwrap_or_else(|e| unreachable!("{what}: {e}"))
+            .decision;
+        assert_eq!(decision.rule, "R", "{what}");
+    }
+    // And the check can fail: a module that looks for x86's NaN is denied.
+    let module = runtime
+        .load(&observing(
+            "(i32.eq (i32.reinterpret_f32 (f32.div (f32.load (i32.const 2048)) (f32.load (i32.const 2048)))) (i32.const 0xffc00000))",
+        ))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let decision = runtime
+        .evaluate(&module, &act("read"))
+        .unwrap_or_else(|e| unreachable!("{e}"))
+        .decision;
+    assert_eq!(decision.rule, "N");
+}
+
+/// A hand-written core module for world `sdk-policy` whose `describe`
+/// works and whose `evaluate-packed` returns `returned`, a pointer into
+/// `data` (laid out from address 1024).
+fn core_module_returning(returned: u32, data: &[u8]) -> Vec<u8> {
+    core_module(returned, data, "i32.const 64", "", "")
 }
 
 /// A core module's `evaluate-packed` that breaks the canonical ABI or
@@ -628,7 +725,9 @@ fn a_module_that_spins_while_loading_is_refused() {
     ];
     for (what, extra, describe) in cases {
         let started = Instant::now();
-        let error = runtime.load(&core_module(0, &[], describe, &extra)).err();
+        let error = runtime
+            .load(&core_module(0, &[], describe, &extra, ""))
+            .err();
         let took = started.elapsed();
         assert!(
             matches!(

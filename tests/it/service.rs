@@ -250,6 +250,78 @@ fn host_fail_closed_a_decision_whose_record_would_not_fit_is_an_audited_deny() {
     );
 }
 
+/// Decisions recorded while every core is busy, by a module that uses 18M
+/// of its 20M fuel, replay without a mismatch (finding: 2-7 mismatches
+/// per replay when the wall clock could decide).
+#[test]
+fn host_replay_a_store_written_under_load_by_a_near_fuel_limit_module_matches() {
+    let module = chaperone_tests::modules::near_fuel_limit_module(1_200_000);
+    let f = host_with(vec![("evil".into(), module)]);
+    let t = "2026-01-01T09:00:00Z";
+    f.step(
+        t,
+        json!({"op": "account", "id": "evil", "policy": "evil", "plan": "paid",
+        "environments": [{"id": "prod", "kind": "production"}]}),
+    );
+    let busy = crate::runtime::busy_cores();
+    for _ in 0..10 {
+        let outcome = f.op(
+            t,
+            json!({"op": "act", "account": "evil", "agent": "a@b.c",
+            "action": {"name": "read", "environment": "prod"}}),
+        );
+        assert_eq!(
+            (outcome.verdict, outcome.rule.as_str()),
+            (Verdict::Allow, "R")
+        );
+    }
+    let report = replay::replay(f.host.store(), f.host.runtime(), Some("evil"))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    drop(busy);
+    assert_eq!(
+        (report.replayed, report.mismatches.len()),
+        (10, 0),
+        "{report:?}"
+    );
+}
+
+/// `policy check`'s record probe: what the host would refuse as too large
+/// to record, it reports, with the host's own message.
+#[test]
+fn record_fits_reports_what_the_host_would_refuse() {
+    use chaperone_model::{Decision, Effect, Entry, OperationKind};
+    let request = chaperone_runtime::probe::sample_request("celigo", OperationKind::Act, None);
+    let mut decision = Decision {
+        verdict: Verdict::Allow,
+        rule: "R".into(),
+        message: "m".into(),
+        rules: vec![],
+        effects: vec![],
+    };
+    assert_eq!(chaperone::service::record_fits(&request, &decision), None);
+    decision.effects = (0..64)
+        .map(|i| {
+            Effect::PutEntry(Entry {
+                key: format!("{i}{}", "\u{1}".repeat(64 << 10)),
+                value: "1".into(),
+            })
+        })
+        .collect();
+    let refused = chaperone::service::record_fits(&request, &decision);
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|m| m.starts_with("the decision's audit record would be ")),
+        "{refused:?}"
+    );
+    decision.verdict = Verdict::Deny;
+    assert_eq!(
+        chaperone::service::record_fits(&request, &decision),
+        None,
+        "a deny records no effects"
+    );
+}
+
 #[test]
 fn host_unsupported_an_operation_the_module_does_not_list_is_refused_and_audited() {
     let f = host_with(vec![]);

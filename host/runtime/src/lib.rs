@@ -45,6 +45,7 @@ mod core;
 mod error;
 mod load;
 mod packed;
+mod pricing;
 pub mod probe;
 
 /// The bounds a decision must keep (beyond its WIT types); a decision that
@@ -123,9 +124,11 @@ impl fmt::Debug for ModuleDigest {
 /// The sandbox's limits, per evaluation.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Fuel (roughly: wasm instructions) one evaluation may use.
+    /// Fuel one evaluation may use: about a unit per instruction, more for
+    /// costly ones (see `pricing`). The bound that decides.
     pub fuel: u64,
-    /// Wall-clock backstop for one evaluation.
+    /// Wall-clock backstop for one evaluation, far above what the fuel can
+    /// buy: a module stopped by it is a pricing error, logged as such.
     pub deadline: Duration,
     /// The most linear memory an instance may have, in bytes.
     pub memory_bytes: usize,
@@ -141,7 +144,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             fuel: 20_000_000,
-            deadline: Duration::from_millis(50),
+            deadline: Duration::from_secs(1),
             memory_bytes: 32 << 20,
             max_instances: 256,
             module_bytes: 16 << 20,
@@ -323,6 +326,13 @@ impl Runtime {
         let mut config = Config::new();
         config
             .consume_fuel(true)
+            .operator_cost(pricing::operator_cost())
+            // Nothing a module can observe may depend on the host: NaNs
+            // come out with one bit pattern, relaxed SIMD with its
+            // deterministic semantics (fused multiply-add, saturating
+            // truncation). (wasmtime is built without threads.)
+            .cranelift_nan_canonicalization(true)
+            .relaxed_simd_deterministic(true)
             .epoch_interruption(true)
             .max_wasm_stack(512 << 10)
             .memory_init_cow(true)

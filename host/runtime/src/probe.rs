@@ -4,9 +4,9 @@ use serde::Serialize;
 
 use crate::{EntryPoint, EvalError, Limits, LoadError, Runtime, RuntimeError};
 use chaperone_model::{
-    AccessEntry, Account, Action, Actor, CustomRequest, Entry, Environment, EnvironmentKind, Grant,
-    GrantRequest, Invitation, ModifyRequest, Operation, OperationKind, Origin, Plan, Request,
-    ServiceAccount, SetRightsRequest, Setting, User,
+    AccessEntry, Account, Action, Actor, CustomRequest, Decision, Entry, Environment,
+    EnvironmentKind, Grant, GrantRequest, Invitation, ModifyRequest, Operation, OperationKind,
+    Origin, Plan, Request, ServiceAccount, SetRightsRequest, Setting, User,
 };
 
 /// 2026-01-01T09:00:00Z.
@@ -232,12 +232,23 @@ impl CheckReport {
     }
 }
 
+/// How many times each operation is evaluated: every run must give the
+/// same decision with the same fuel.
+pub const RUNS: usize = 5;
+
 /// Runs the probes: load (no imports, exports match, description valid),
-/// each listed operation on a sample input twice (same output: determinism),
-/// the same through `evaluate` when the module also exports
-/// `evaluate-packed` (both entries must agree), and a fuel-exhaustion probe (the module is stopped cleanly when its fuel
-/// runs out).
-pub fn check(bytes: &[u8], limits: &Limits) -> Result<CheckReport, RuntimeError> {
+/// each listed operation on a sample input [`RUNS`] times (the same output
+/// and fuel each time: determinism), whether the decision's audit record
+/// would fit (`record`, given by the host, which knows the record's
+/// format: `None` when it fits, else why not), the same through `evaluate`
+/// when the module also exports `evaluate-packed` (both entries must
+/// agree), and a fuel-exhaustion probe (the module is stopped cleanly when
+/// its fuel runs out).
+pub fn check(
+    bytes: &[u8],
+    limits: &Limits,
+    record: &dyn Fn(&Request, &Decision) -> Option<String>,
+) -> Result<CheckReport, RuntimeError> {
     let runtime = Runtime::new(limits.clone())?;
     let mut report = CheckReport {
         digest: crate::ModuleDigest::of(bytes).to_hex(),
@@ -301,15 +312,19 @@ pub fn check(bytes: &[u8], limits: &Limits) -> Result<CheckReport, RuntimeError>
         for custom in customs {
             let request = sample_request(&description.vendor, *kind, custom);
             let name = format!("evaluate {}", operation_name(*kind, custom));
-            let first = runtime.evaluate(&module, &request);
-            let second = runtime.evaluate(&module, &request);
-            match (first, second) {
-                (Ok(a), Ok(b)) => {
-                    let same = a.decision == b.decision && a.fuel_used == b.fuel_used;
+            let mut runs = (0..RUNS).map(|_| runtime.evaluate(&module, &request));
+            let first = runs
+                .next()
+                .unwrap_or_else(|| runtime.evaluate(&module, &request));
+            match first {
+                Ok(a) => {
+                    let same = runs.all(|b| {
+                        b.is_ok_and(|b| b.decision == a.decision && b.fuel_used == a.fuel_used)
+                    });
                     least_fuel = Some(least_fuel.map_or(a.fuel_used, |f| f.min(a.fuel_used)));
                     let detail = if same {
                         format!(
-                            "{} `{}` twice, identically",
+                            "{} `{}` {RUNS} times, identically",
                             chaperone_model::Verdict::name(a.decision.verdict),
                             a.decision.rule
                         )
@@ -318,6 +333,16 @@ pub fn check(bytes: &[u8], limits: &Limits) -> Result<CheckReport, RuntimeError>
                             .into()
                     };
                     push(&name, same, detail, Some(a.fuel_used));
+                    let (ok, detail) = match record(&request, &a.decision) {
+                        None => (true, "its audit record fits".to_owned()),
+                        Some(why) => (false, why),
+                    };
+                    push(
+                        &format!("record {}", operation_name(*kind, custom)),
+                        ok,
+                        detail,
+                        None,
+                    );
                     if module.packed() {
                         let typed = runtime.evaluate_with(&module, &request, EntryPoint::Typed);
                         let (ok, detail) = match typed {
@@ -345,7 +370,7 @@ pub fn check(bytes: &[u8], limits: &Limits) -> Result<CheckReport, RuntimeError>
                         );
                     }
                 }
-                (Err(e), _) | (_, Err(e)) => push(&name, false, e.to_string(), None),
+                Err(e) => push(&name, false, e.to_string(), None),
             }
         }
     }

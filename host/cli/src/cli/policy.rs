@@ -147,7 +147,7 @@ pub struct CheckArgs {
 impl CheckArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
         let bytes = super::read_module(&self.file)?;
-        let report = probe::check(&bytes, &Limits::default())?;
+        let report = probe::check(&bytes, &Limits::default(), &chaperone::service::record_fits)?;
         if self.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {

@@ -71,6 +71,11 @@ fn check_passes_the_built_in_modules() {
         let stdout = text(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{vendor}: {stdout}");
         assert!(stdout.contains("ok     fuel exhaustion"), "{stdout}");
+        assert!(stdout.contains("5 times, identically"), "{stdout}");
+        assert!(
+            stdout.contains("ok     record act: its audit record fits"),
+            "{stdout}"
+        );
         // Both entry points are probed and agree.
         assert!(
             stdout.contains("`evaluate-packed` and `evaluate` decide identically"),
