@@ -174,6 +174,9 @@ fn a_decision_over_a_limit_costs_at_most_the_limit() {
         .load(&hostile_bytes())
         .unwrap_or_else(|e| unreachable!("hostile module loads: {e}"));
     let huge = 8 << 20;
+    // The typed entry's component is compiled on its first use: not timed.
+    let warm = runtime.evaluate_with(&module, &act("fine"), EntryPoint::Typed);
+    assert!(warm.is_ok(), "{warm:?}");
     let cases = [
         (
             "zero-rules",
@@ -333,6 +336,45 @@ fn an_evaluate_packed_of_the_wrong_type_is_refused() {
         matches!(&error, LoadError::Interface(m) if m.contains("`evaluate-packed`")),
         "{error}"
     );
+}
+
+/// What compiling costs is bounded before anything is compiled (finding:
+/// 100k trivial functions took 44 s of CPU to load): a module over one of
+/// the limits a vendor can see (`policy inspect`) is refused by name.
+#[test]
+fn a_module_over_a_compile_limit_is_refused_before_compiling() {
+    let limits = chaperone_runtime::COMPILE_LIMITS;
+    let functions = "(func)".repeat(usize::try_from(limits.functions).unwrap_or(0) + 1);
+    let locals = format!(
+        "(func (local {}))",
+        "i32 ".repeat(usize::try_from(limits.locals).unwrap_or(0) + 1)
+    );
+    let data = format!(
+        "(memory 1) {}",
+        r#"(data (i32.const 0) "x")"#
+            .repeat(usize::try_from(limits.data_segments).unwrap_or(0) + 1)
+    );
+    for (what, fields, expected) in [
+        ("functions", functions, "defined functions"),
+        ("locals", locals, "locals in one function"),
+        ("data", data, "data segments"),
+    ] {
+        let bytes = core_module(0, &[], "i32.const 64", &fields, "");
+        let error = load_error(&bytes);
+        assert!(
+            matches!(&error, LoadError::OverLimit { what, found, limit }
+                if *what == expected && found > limit),
+            "{what}: {error}"
+        );
+    }
+    // The built-in modules are far inside every limit.
+    for builtin in builtin::ALL {
+        let size =
+            chaperone_runtime::measure(builtin.bytes).unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(size.functions * 10 < limits.functions, "{size:?}");
+        assert!(size.code_bytes * 10 < limits.code_bytes, "{size:?}");
+        assert!(chaperone_runtime::within_limits(&size).is_ok());
+    }
 }
 
 #[test]

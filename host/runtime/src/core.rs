@@ -23,7 +23,7 @@ use wasmtime::{
 
 use super::packed::decode_decision;
 use super::{LoadError, Sandbox};
-use chaperone_model::Decision;
+use chaperone_model::{Decision, Description, OperationKind};
 
 /// `cabi_realloc(old_ptr, old_len, align, new_len) -> ptr`.
 const REALLOC_PARAMS: usize = 4;
@@ -37,6 +37,7 @@ pub(super) struct CoreEntry {
     memory: ModuleExport,
     realloc: ModuleExport,
     evaluate: ModuleExport,
+    describe: ModuleExport,
 }
 
 impl CoreEntry {
@@ -56,6 +57,7 @@ impl CoreEntry {
         let i32s = |n: usize| vec![ValType::I32; n];
         expect_func(&module, "evaluate-packed", &i32s(EVALUATE_PARAMS), &i32s(1))?;
         expect_func(&module, "cabi_realloc", &i32s(REALLOC_PARAMS), &i32s(1))?;
+        expect_func(&module, "describe", &[], &i32s(1))?;
         if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
             return Err(LoadError::Interface(
                 "the core module exports `evaluate-packed` but no memory named `memory`".into(),
@@ -66,10 +68,11 @@ impl CoreEntry {
                 .get_export_index(name)
                 .ok_or_else(|| LoadError::Interface(format!("no export `{name}`")))
         };
-        let (memory, realloc, evaluate) = (
+        let (memory, realloc, evaluate, describe) = (
             export("memory")?,
             export("cabi_realloc")?,
             export("evaluate-packed")?,
+            export("describe")?,
         );
         let pre = linker
             .instantiate_pre(&module)
@@ -79,7 +82,78 @@ impl CoreEntry {
             memory,
             realloc,
             evaluate,
+            describe,
         }))
+    }
+
+    /// Calls `describe()` on a fresh instance and lifts the description it
+    /// returns as the canonical ABI lays it out: a pointer to (vendor,
+    /// version, operations, custom operations), each a (pointer, length)
+    /// pair; an operation kind is one byte, a custom operation's name a
+    /// (pointer, length) pair. Load calls it once: the module then needs no
+    /// component compiled beside it.
+    pub(super) fn describe(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<Description> {
+        let instance = self.pre.instantiate(&mut *store)?;
+        let memory = instance
+            .get_module_export(&mut *store, &self.memory)
+            .and_then(|e| e.into_memory());
+        let describe = instance
+            .get_module_export(&mut *store, &self.describe)
+            .and_then(|e| e.into_func());
+        let (Some(memory), Some(describe)) = (memory, describe) else {
+            return Err(wasmtime::format_err!(
+                "the instance lacks an export its module has"
+            ));
+        };
+        let returned = describe.typed::<(), i32>(&*store)?.call(&mut *store, ())?;
+        let data = memory.data(&*store);
+        let lift = Lift { data };
+        let record = lift.bytes(address(returned), 32, 4, "the description")?;
+        let pair = |at: usize| -> wasmtime::Result<(usize, usize)> {
+            let word = |i: usize| {
+                record
+                    .get(i..i + 4)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(|b| usize::try_from(u32::from_le_bytes(b)).unwrap_or(usize::MAX))
+                    .ok_or_else(|| wasmtime::format_err!("the description is cut short"))
+            };
+            Ok((word(at)?, word(at + 4)?))
+        };
+        let vendor = lift.string(pair(0)?, "vendor id")?;
+        let version = lift.string(pair(8)?, "version")?;
+        let (ops, count) = pair(16)?;
+        let operations = lift
+            .bytes(ops, count, 1, "the operations")?
+            .iter()
+            .map(|kind| {
+                OPERATION_KINDS
+                    .get(usize::from(*kind))
+                    .copied()
+                    .ok_or_else(|| {
+                        wasmtime::format_err!(
+                            "operation kind {kind} is not one the interface defines"
+                        )
+                    })
+            })
+            .collect::<wasmtime::Result<Vec<_>>>()?;
+        let (customs, count) = pair(24)?;
+        let names = lift.bytes(customs, count.saturating_mul(8), 4, "the custom operations")?;
+        let mut custom_operations = Vec::with_capacity(count.min(256));
+        for name in names.chunks_exact(8) {
+            let word = |b: &[u8]| {
+                <[u8; 4]>::try_from(b).map_or(usize::MAX, |b| {
+                    usize::try_from(u32::from_le_bytes(b)).unwrap_or(usize::MAX)
+                })
+            };
+            let (ptr, len) = name.split_at(4);
+            custom_operations.push(lift.string((word(ptr), word(len)), "custom operation")?);
+        }
+        Ok(Description {
+            vendor,
+            version,
+            operations,
+            custom_operations,
+        })
     }
 
     /// Instantiates the module in `store` (fresh, as every evaluation is).
@@ -181,6 +255,52 @@ impl CoreCall {
             })?;
         // Straight out of the instance's memory, without a copy first.
         decode_decision(packed).map_err(wasmtime::Error::new)
+    }
+}
+
+/// The WIT `operation-kind` enum's cases, in the package's order.
+const OPERATION_KINDS: [OperationKind; 10] = [
+    OperationKind::SetSetting,
+    OperationKind::Grant,
+    OperationKind::Modify,
+    OperationKind::Revoke,
+    OperationKind::Invite,
+    OperationKind::CreateServiceAccount,
+    OperationKind::SetRights,
+    OperationKind::RemoveServiceAccount,
+    OperationKind::Act,
+    OperationKind::Custom,
+];
+
+/// Reads canonical-ABI values out of an instance's memory, each checked
+/// against its bounds and alignment.
+struct Lift<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Lift<'a> {
+    fn bytes(
+        &self,
+        ptr: usize,
+        len: usize,
+        align: usize,
+        what: &str,
+    ) -> wasmtime::Result<&'a [u8]> {
+        if ptr % align != 0 {
+            return Err(wasmtime::format_err!(
+                "{what} is at a misaligned address {ptr:#x}"
+            ));
+        }
+        ptr.checked_add(len)
+            .and_then(|end| self.data.get(ptr..end))
+            .ok_or_else(|| wasmtime::format_err!("{what}: {len} bytes at {ptr:#x}, out of bounds"))
+    }
+
+    fn string(&self, (ptr, len): (usize, usize), what: &str) -> wasmtime::Result<String> {
+        let bytes = self.bytes(ptr, len, 1, what)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|e| wasmtime::format_err!("the {what} is not UTF-8: {e}"))
     }
 }
 

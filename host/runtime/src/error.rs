@@ -26,6 +26,17 @@ pub enum LoadError {
     /// Fails WebAssembly validation.
     #[error("invalid WebAssembly: {0}")]
     Invalid(String),
+    /// Over one of the limits checked before compiling
+    /// ([`COMPILE_LIMITS`](crate::COMPILE_LIMITS)).
+    #[error("the module has {found} {what}; at most {limit} are compiled")]
+    OverLimit {
+        /// What is counted.
+        what: &'static str,
+        /// How many the module has.
+        found: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A core module without the component-type section that wit-bindgen
     /// emits, so its interface cannot be known.
     #[error(

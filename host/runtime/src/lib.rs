@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, ComponentExportIndex, Instance, Linker, TypedFunc};
@@ -55,7 +55,10 @@ pub use contract::{
     MAX_RULES, MAX_VALUE_LEN, STRING_COST, decision_cost,
 };
 pub use error::{EvalError, LoadError, RuntimeError};
-pub use load::{ModuleFormat, REQUIRED_EXPORTS, survey};
+pub use load::{
+    COMPILE_LIMITS, CompileLimits, CompileSize, ModuleFormat, REQUIRED_EXPORTS, measure, survey,
+    within_limits,
+};
 
 /// Decodes what a module's `evaluate-packed` returned, as an evaluation
 /// does: bounded as it reads ([`MAX_DECISION_BYTES`]), a limit broken
@@ -197,12 +200,24 @@ pub struct PolicyModule {
     size: usize,
     exports: Vec<String>,
     description: model::Description,
-    pre: bindings::PolicyPre<Sandbox>,
-    /// `evaluate-packed`, when the module exports it (checked at load).
-    packed: Option<ComponentExportIndex>,
-    /// The same export called on the core module directly, for a core
+    /// Whether the module exports `evaluate-packed` (checked at load).
+    packed: bool,
+    /// The component the module is, or was turned into; compiled at load
+    /// unless the core module is called directly, then on first use of the
+    /// typed entry (`policy check` compares the two): each module is
+    /// compiled once on the path that serves it.
+    component: Arc<[u8]>,
+    compiled: OnceLock<Result<Compiled, String>>,
+    /// `evaluate-packed` called on the core module directly, for a core
     /// module the host componentized (see `core`).
     core: Option<core::CoreEntry>,
+}
+
+/// A module compiled as a component.
+struct Compiled {
+    pre: bindings::PolicyPre<Sandbox>,
+    /// `evaluate-packed`, when the module exports it.
+    packed: Option<ComponentExportIndex>,
 }
 
 impl fmt::Debug for PolicyModule {
@@ -265,7 +280,7 @@ impl PolicyModule {
     /// Whether the module exports `evaluate-packed`, which the host then
     /// calls instead of `evaluate`.
     pub fn packed(&self) -> bool {
-        self.packed.is_some()
+        self.packed
     }
 
     /// Whether the host calls `evaluate-packed` on the core module directly
@@ -381,24 +396,27 @@ impl Runtime {
         let span = tracing::info_span!("load", digest = %digest, size = bytes.len());
         let _enter = span.enter();
         let checked = load::check(bytes)?;
-        let component = Component::new(&self.inner.engine, &checked.component)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        let instance_pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Interface(format!("{e:#}")))?;
-        let packed = component.get_export_index(None, "evaluate-packed");
-        let pre = bindings::PolicyPre::new(instance_pre)
-            .map_err(|e| LoadError::Interface(format!("{e:#}")))?;
-        let description = self.describe(&pre, packed.as_ref())?;
-        contract::check_description(&description).map_err(LoadError::BadDescription)?;
-        let core = match (checked.format, &packed) {
-            (ModuleFormat::CoreModule, Some(_)) => {
+        let exports_packed = checked.exports.iter().any(|e| e == "evaluate-packed");
+        let core = match (checked.format, exports_packed) {
+            (ModuleFormat::CoreModule, true) => {
+                load::check_packed_type(&checked.component)?;
                 core::CoreEntry::new(&self.inner.engine, &self.inner.core_linker, bytes)?
             }
             _ => None,
         };
+        let component: Arc<[u8]> = Arc::from(checked.component.as_ref());
+        let compiled = OnceLock::new();
+        let (description, packed) = match &core {
+            Some(core) => (self.describe_core(core)?, true),
+            None => {
+                let parts = self.compile(&component)?;
+                let description = self.describe(&parts.pre, parts.packed.as_ref())?;
+                let packed = parts.packed.is_some();
+                let _ = compiled.set(Ok(parts));
+                (description, packed)
+            }
+        };
+        contract::check_description(&description).map_err(LoadError::BadDescription)?;
         tracing::debug!(vendor = %description.vendor, version = %description.version, "loaded");
         let module = Arc::new(PolicyModule {
             digest,
@@ -407,8 +425,9 @@ impl Runtime {
             size: bytes.len(),
             exports: checked.exports,
             description,
-            pre,
             packed,
+            component,
+            compiled,
             core,
         });
         let mut modules = self
@@ -456,26 +475,35 @@ impl Runtime {
         let _enter = span.enter();
         let started = Instant::now();
         let packed = match entry {
-            EntryPoint::Fastest if module.packed.is_some() => Some(packed::encode(request)),
+            EntryPoint::Fastest if module.packed => Some(packed::encode(request)),
             _ => None,
+        };
+        let compiled = match (&packed, &module.core) {
+            (Some(_), Some(_)) => None,
+            _ => Some(self.compiled(module)?),
         };
         // Declared before the store, so dropped after it.
         let slot = self.inner.slots.take();
         let mut store = self.store()?;
-        let called = match (packed, &module.core, &module.packed) {
+        let called = match (packed, &module.core, compiled) {
             (Some(bytes), Some(core), _) => {
                 let call = core
                     .instantiate(&mut store)
                     .map_err(|e| self.classify(&store, e, true))?;
                 call.call(&mut store, &bytes).map(Output::Decided)
             }
-            (packed, _, index) => {
-                let instance = module
+            (_, _, None) => {
+                return Err(EvalError::Instantiate(
+                    "the module was not compiled for this entry".into(),
+                ));
+            }
+            (packed, _, Some(compiled)) => {
+                let instance = compiled
                     .pre
                     .instance_pre()
                     .instantiate(&mut store)
                     .map_err(|e| self.classify(&store, e, true))?;
-                match (packed, index) {
+                match (packed, &compiled.packed) {
                     (Some(bytes), Some(index)) => {
                         let func = packed_func(&mut store, &instance, index)?;
                         func.call(&mut store, (bytes,))
@@ -504,6 +532,56 @@ impl Runtime {
             fuel_used,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Compiles a component and checks its exports against the world.
+    fn compile(&self, component: &[u8]) -> Result<Compiled, LoadError> {
+        let component = Component::new(&self.inner.engine, component)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Interface(format!("{e:#}")))?;
+        let packed = component.get_export_index(None, "evaluate-packed");
+        let pre = bindings::PolicyPre::new(instance_pre)
+            .map_err(|e| LoadError::Interface(format!("{e:#}")))?;
+        Ok(Compiled { pre, packed })
+    }
+
+    /// The module compiled as a component, compiling it now if it was not.
+    fn compiled<'m>(&self, module: &'m PolicyModule) -> Result<&'m Compiled, EvalError> {
+        module
+            .compiled
+            .get_or_init(|| {
+                let compiled = self.compile(&module.component).map_err(|e| e.to_string())?;
+                if let Some(index) = &compiled.packed {
+                    // `packed_func` relies on this check (it skips it per
+                    // instance).
+                    let _slot = self.inner.slots.take();
+                    let mut store = self.store().map_err(|e| e.to_string())?;
+                    let instance = compiled
+                        .pre
+                        .instance_pre()
+                        .instantiate(&mut store)
+                        .map_err(|e| format!("{e:#}"))?;
+                    let _: PackedFunc = instance
+                        .get_typed_func(&mut store, index)
+                        .map_err(|e| format!("`evaluate-packed`: {e:#}"))?;
+                }
+                Ok(compiled)
+            })
+            .as_ref()
+            .map_err(|e| EvalError::Instantiate(e.clone()))
+    }
+
+    /// Calls `describe()` on the core module.
+    fn describe_core(&self, core: &core::CoreEntry) -> Result<model::Description, LoadError> {
+        // Declared before the store, so dropped after it.
+        let _slot = self.inner.slots.take();
+        let mut store = self.store().map_err(LoadError::Describe)?;
+        core.describe(&mut store)
+            .map_err(|e| LoadError::Describe(self.classify(&store, e, false)))
     }
 
     /// Calls `describe()`, and checks `evaluate-packed`'s type if exported.

@@ -57,6 +57,12 @@ struct Inspection {
     operations: Vec<String>,
     exports: Vec<String>,
     imports: Vec<String>,
+    /// What it holds by the measures compiling is bounded by.
+    compile_size: Option<runtime::CompileSize>,
+    /// The limits on those.
+    compile_limits: runtime::CompileLimits,
+    /// Milliseconds to load it (checks, compiling, `describe()`).
+    load_ms: Option<f64>,
     error: Option<String>,
 }
 
@@ -73,6 +79,9 @@ impl InspectArgs {
             operations: Vec::new(),
             exports: Vec::new(),
             imports: Vec::new(),
+            compile_size: None,
+            compile_limits: runtime::COMPILE_LIMITS,
+            load_ms: None,
             error: None,
         };
         match runtime::survey(&bytes) {
@@ -80,12 +89,16 @@ impl InspectArgs {
                 inspection.format = Some(format);
                 inspection.imports = imports;
                 inspection.exports = exports;
+                inspection.compile_size = runtime::measure(&bytes).ok();
             }
             Err(error) => inspection.error = Some(error.to_string()),
         }
         if inspection.error.is_none() {
             let runtime = Runtime::new(Limits::default())?;
-            match runtime.load(&bytes) {
+            let started = std::time::Instant::now();
+            let loaded = runtime.load(&bytes);
+            inspection.load_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+            match loaded {
                 Ok(module) => {
                     let d = module.description();
                     inspection.vendor = Some(d.vendor.clone());
@@ -126,6 +139,33 @@ impl InspectArgs {
             println!("operations: {}", list(&inspection.operations));
             println!("exports:    {}", list(&inspection.exports));
             println!("imports:    {}", list(&inspection.imports));
+            if let Some(size) = &inspection.compile_size {
+                let l = &inspection.compile_limits;
+                println!(
+                    "compiles:   {} of {} functions, {} of {} code bytes (largest function {} of {}), \
+                     {} of {} locals, {} of {} data segments ({} of {} bytes), {} of {} globals, \
+                     {} of {} element segments",
+                    size.functions,
+                    l.functions,
+                    size.code_bytes,
+                    l.code_bytes,
+                    size.function_bytes,
+                    l.function_bytes,
+                    size.locals,
+                    l.locals,
+                    size.data_segments,
+                    l.data_segments,
+                    size.data_bytes,
+                    l.data_bytes,
+                    size.globals,
+                    l.globals,
+                    size.element_segments,
+                    l.element_segments
+                );
+            }
+            if let Some(ms) = inspection.load_ms {
+                println!("load:       {ms:.1} ms (checks, compiling, describe())");
+            }
             if let Some(error) = &inspection.error {
                 println!("error:      {error}");
             }
