@@ -122,6 +122,53 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    if filters.is_empty() || filters.iter().any(|f| "load".contains(f.as_str())) {
+        load(quick)?;
+    }
+    Ok(())
+}
+
+/// Loading a module in a fresh runtime (as a process starting does): from
+/// its `.wasm` (checks, compiling, `describe()`), and from the compile
+/// cache a previous process filled.
+fn load(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let runs = if quick { 1 } else { 5 };
+    for builtin in [builtin::CELIGO, builtin::XENTRAL] {
+        for cached in [false, true] {
+            let mut times = Vec::new();
+            for _ in 0..runs {
+                let cache = match cached {
+                    true => Some(chaperone_runtime::CompileCache::open(dir.path())?),
+                    false => None,
+                };
+                let runtime = Runtime::with_cache(Limits::default(), cache)?;
+                let t = Instant::now();
+                let module = runtime.load(builtin.bytes)?;
+                times.push(t.elapsed());
+                if cached && !module.from_cache() {
+                    // The first load fills the cache: not a cached load.
+                    times.pop();
+                }
+            }
+            times.sort_unstable();
+            let median = times.get(times.len() / 2).copied().unwrap_or_default();
+            let name = format!(
+                "load {} {}",
+                builtin.vendor,
+                if cached {
+                    "from the compile cache"
+                } else {
+                    "from .wasm"
+                }
+            );
+            println!(
+                "{name:<32} {:>8.1}ms (median of {})",
+                median.as_secs_f64() * 1e3,
+                times.len()
+            );
+        }
+    }
     Ok(())
 }
 

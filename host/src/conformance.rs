@@ -436,6 +436,7 @@ impl Runner {
             limits: self.options.limits.clone(),
             policies: self.options.policies.clone(),
             runtime: self.runtime.clone(),
+            compile_cache: None,
         };
         let host = match Host::open(db, options) {
             Ok(host) => host,

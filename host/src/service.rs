@@ -16,7 +16,7 @@ use chaperone_log::{
     ActorRef, AuditError, DecisionRecord, PolicyRef, RecordDraft, Verdict as RecordVerdict,
 };
 use chaperone_model::{Actor, Effect, Operation, Verdict};
-use chaperone_runtime::{EvalError, Limits, PolicyModule, Runtime};
+use chaperone_runtime::{CompileCache, EvalError, Limits, PolicyModule, Runtime};
 use chaperone_store::{
     AccountRead, DecisionCommit, KeptModule, NamedObject, Storage, Store, StoreError, SyncError,
     WriteFailure,
@@ -46,6 +46,11 @@ pub struct HostOptions {
     /// A runtime to share (its compiled modules are reused); `None` makes a
     /// new one with `limits`.
     pub runtime: Option<Runtime>,
+    /// Where a new runtime keeps compiled modules across restarts and
+    /// processes. [`Host::open`] defaults it to a `modules` directory
+    /// beside the store (`store.db` → `store.modules/`); `None` on
+    /// [`Host::with_store`]: compile in memory only.
+    pub compile_cache: Option<std::path::PathBuf>,
 }
 
 /// The host: a store, a runtime, and the module of each vendor id.
@@ -215,8 +220,12 @@ impl From<SyncError> for ServiceError {
 impl Host {
     /// Opens (or creates) the SQLite store at `path` and registers the
     /// built-in modules, then `options.policies`.
-    pub fn open(path: impl AsRef<Path>, options: HostOptions) -> Result<Host, ServiceError> {
+    pub fn open(path: impl AsRef<Path>, mut options: HostOptions) -> Result<Host, ServiceError> {
+        let path = path.as_ref();
         let store = Store::open(path).map_err(ServiceError::Store)?;
+        if options.compile_cache.is_none() {
+            options.compile_cache = Some(path.with_extension("modules"));
+        }
         Host::with_store(Arc::new(store), options)
     }
 
@@ -224,7 +233,16 @@ impl Host {
     pub fn with_store(store: Arc<dyn Storage>, options: HostOptions) -> Result<Host, ServiceError> {
         let runtime = match options.runtime {
             Some(runtime) => runtime,
-            None => Runtime::new(options.limits)?,
+            None => {
+                let cache = options.compile_cache.as_ref().and_then(|dir| {
+                    CompileCache::open(dir)
+                        .inspect_err(|error| {
+                            tracing::warn!(dir = %dir.display(), %error, "no compile cache: modules are compiled at every start");
+                        })
+                        .ok()
+                });
+                Runtime::with_cache(options.limits, cache)?
+            }
         };
         let host = Host {
             store,

@@ -377,6 +377,55 @@ fn a_module_over_a_compile_limit_is_refused_before_compiling() {
     }
 }
 
+/// A restart (or a second process) does not compile again: what one
+/// runtime compiled, the next loads from the cache directory; a damaged
+/// entry is compiled again and rewritten, never loaded.
+#[test]
+fn compiled_modules_are_kept_on_disk_and_checked_when_loaded() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+    let open = || {
+        let cache = chaperone_runtime::CompileCache::open(dir.path().join("modules"))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        Runtime::with_cache(Limits::default(), Some(cache)).unwrap_or_else(|e| unreachable!("{e}"))
+    };
+    let mut request = sample_request("celigo", OperationKind::Act, None);
+    request.now = SAMPLE_NOW;
+    let decide = |runtime: &Runtime| {
+        let module = runtime
+            .load(builtin::CELIGO.bytes)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let evaluation = runtime
+            .evaluate(&module, &request)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        (
+            module.from_cache(),
+            evaluation.decision,
+            evaluation.fuel_used,
+        )
+    };
+    let (cached, decision, fuel) = decide(&open());
+    assert!(!cached, "nothing to take from an empty cache");
+    let entries = || {
+        std::fs::read_dir(dir.path().join("modules"))
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect::<Vec<_>>()
+    };
+    let files = entries();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(decide(&open()), (true, decision.clone(), fuel));
+    // One byte of the artifact changed: compiled again, and rewritten.
+    let file = files.first().cloned().unwrap_or_default();
+    let mut bytes = std::fs::read(&file).unwrap_or_else(|e| unreachable!("{e}"));
+    if let Some(byte) = bytes.last_mut() {
+        *byte ^= 1;
+    }
+    std::fs::write(&file, &bytes).unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(decide(&open()), (false, decision.clone(), fuel));
+    assert_eq!(decide(&open()), (true, decision, fuel));
+}
+
 #[test]
 fn a_core_module_without_its_component_type_is_refused() {
     let bytes = wat(r#"(module (func (export "describe")) (func (export "evaluate")))"#);

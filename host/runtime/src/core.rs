@@ -17,8 +17,7 @@
 //! again here.
 
 use wasmtime::{
-    Engine, ExternType, Func, InstancePre, Linker, Memory, Module, ModuleExport, Store, ValRaw,
-    ValType,
+    ExternType, Func, InstancePre, Linker, Memory, Module, ModuleExport, Store, ValRaw, ValType,
 };
 
 use super::packed::decode_decision;
@@ -41,15 +40,14 @@ pub(super) struct CoreEntry {
 }
 
 impl CoreEntry {
-    /// Compiles the core module when it exports `evaluate-packed` with its
-    /// canonical-ABI type (`None` when it does not export it at all).
+    /// The compiled core module's entry when it exports `evaluate-packed`
+    /// with its canonical-ABI type (`None` when it does not export it at
+    /// all).
     pub(super) fn new(
-        engine: &Engine,
         linker: &Linker<Sandbox>,
-        bytes: &[u8],
+        module: &Module,
     ) -> Result<Option<Self>, LoadError> {
-        let module =
-            Module::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let module = module.clone();
         if module.get_export("evaluate-packed").is_none() {
             return Ok(None);
         }

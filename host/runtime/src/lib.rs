@@ -34,11 +34,12 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, ComponentExportIndex, Instance, Linker, TypedFunc};
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+    Config, Enabled, Engine, InstanceAllocationStrategy, Module, OptLevel, PoolingAllocationConfig,
     ResourceLimiter, Store, Trap,
 };
 
 mod bindings;
+mod cache;
 mod contract;
 mod convert;
 mod core;
@@ -48,6 +49,7 @@ mod packed;
 mod pricing;
 pub mod probe;
 
+pub use cache::CompileCache;
 /// The bounds a decision must keep (beyond its WIT types); a decision that
 /// breaks one fails closed.
 pub use contract::{
@@ -188,6 +190,8 @@ struct Inner {
     core_linker: wasmtime::Linker<Sandbox>,
     limits: Limits,
     modules: RwLock<HashMap<ModuleDigest, Arc<PolicyModule>>>,
+    /// Where compiled modules are kept across processes, if anywhere.
+    cache: Option<CompileCache>,
     slots: Slots,
     _ticker: Ticker,
 }
@@ -200,6 +204,8 @@ pub struct PolicyModule {
     size: usize,
     exports: Vec<String>,
     description: model::Description,
+    /// Whether loading took its compiled code from the [`CompileCache`].
+    from_cache: bool,
     /// Whether the module exports `evaluate-packed` (checked at load).
     packed: bool,
     /// The component the module is, or was turned into; compiled at load
@@ -277,6 +283,12 @@ impl PolicyModule {
         &self.exports
     }
 
+    /// Whether loading took its compiled code from the [`CompileCache`]
+    /// instead of compiling it.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+
     /// Whether the module exports `evaluate-packed`, which the host then
     /// calls instead of `evaluate`.
     pub fn packed(&self) -> bool {
@@ -316,6 +328,12 @@ pub struct Evaluation {
 impl Runtime {
     /// A runtime with these limits.
     pub fn new(limits: Limits) -> Result<Self, RuntimeError> {
+        Runtime::with_cache(limits, None)
+    }
+
+    /// A runtime with these limits that keeps what it compiles in `cache`
+    /// and loads it from there next time (in this process or another).
+    pub fn with_cache(limits: Limits, cache: Option<CompileCache>) -> Result<Self, RuntimeError> {
         let mut pool = PoolingAllocationConfig::new();
         if limits.max_instances == 0 {
             return Err(RuntimeError(
@@ -368,6 +386,7 @@ impl Runtime {
                 core_linker,
                 limits,
                 modules: RwLock::new(HashMap::new()),
+                cache,
                 slots,
                 _ticker: ticker,
             }),
@@ -397,10 +416,13 @@ impl Runtime {
         let _enter = span.enter();
         let checked = load::check(bytes)?;
         let exports_packed = checked.exports.iter().any(|e| e == "evaluate-packed");
+        let mut from_cache = false;
         let core = match (checked.format, exports_packed) {
             (ModuleFormat::CoreModule, true) => {
                 load::check_packed_type(&checked.component)?;
-                core::CoreEntry::new(&self.inner.engine, &self.inner.core_linker, bytes)?
+                let (module, cached) = self.compile_core(&digest, bytes)?;
+                from_cache = cached;
+                core::CoreEntry::new(&self.inner.core_linker, &module)?
             }
             _ => None,
         };
@@ -409,7 +431,8 @@ impl Runtime {
         let (description, packed) = match &core {
             Some(core) => (self.describe_core(core)?, true),
             None => {
-                let parts = self.compile(&component)?;
+                let (parts, cached) = self.compile(&digest, &component)?;
+                from_cache = cached;
                 let description = self.describe(&parts.pre, parts.packed.as_ref())?;
                 let packed = parts.packed.is_some();
                 let _ = compiled.set(Ok(parts));
@@ -425,6 +448,7 @@ impl Runtime {
             size: bytes.len(),
             exports: checked.exports,
             description,
+            from_cache,
             packed,
             component,
             compiled,
@@ -534,10 +558,73 @@ impl Runtime {
         })
     }
 
-    /// Compiles a component and checks its exports against the world.
-    fn compile(&self, component: &[u8]) -> Result<Compiled, LoadError> {
-        let component = Component::new(&self.inner.engine, component)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+    /// Compiles a core module, or takes it from the cache (then `true`).
+    fn compile_core(
+        &self,
+        digest: &ModuleDigest,
+        bytes: &[u8],
+    ) -> Result<(Module, bool), LoadError> {
+        let engine = &self.inner.engine;
+        if let Some(artifact) = self.cached_artifact(digest, cache::Kind::Core) {
+            #[expect(unsafe_code, reason = "loads native code this host compiled")]
+            // SAFETY: the artifact is what `Module::serialize` made on an
+            // engine whose configuration hash is in its name, unaltered
+            // (its BLAKE3 seal matched), from a directory only the host may
+            // write (see `cache`); wasmtime checks its version and
+            // configuration header again.
+            match unsafe { Module::deserialize(engine, &artifact) } {
+                Ok(module) => return Ok((module, true)),
+                Err(error) => {
+                    tracing::warn!(%digest, %error, "a cached module does not load; compiling again")
+                }
+            }
+        }
+        let module =
+            Module::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        if let Some(cache) = &self.inner.cache
+            && let Ok(artifact) = module.serialize()
+        {
+            cache.put(engine, digest, cache::Kind::Core, &artifact);
+        }
+        Ok((module, false))
+    }
+
+    fn cached_artifact(&self, digest: &ModuleDigest, kind: cache::Kind) -> Option<Vec<u8>> {
+        self.inner
+            .cache
+            .as_ref()?
+            .get(&self.inner.engine, digest, kind)
+    }
+
+    /// Compiles a component (or takes it from the cache: then `true`) and
+    /// checks its exports against the world.
+    fn compile(&self, digest: &ModuleDigest, bytes: &[u8]) -> Result<(Compiled, bool), LoadError> {
+        let engine = &self.inner.engine;
+        let mut from_cache = None;
+        if let Some(artifact) = self.cached_artifact(digest, cache::Kind::Component) {
+            #[expect(unsafe_code, reason = "loads native code this host compiled")]
+            // SAFETY: as in `compile_core`, for `Component::serialize`.
+            match unsafe { Component::deserialize(engine, &artifact) } {
+                Ok(component) => from_cache = Some(component),
+                Err(error) => {
+                    tracing::warn!(%digest, %error, "a cached module does not load; compiling again")
+                }
+            }
+        }
+        let cached = from_cache.is_some();
+        let component = match from_cache {
+            Some(component) => component,
+            None => {
+                let component = Component::new(engine, bytes)
+                    .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+                if let Some(cache) = &self.inner.cache
+                    && let Ok(artifact) = component.serialize()
+                {
+                    cache.put(engine, digest, cache::Kind::Component, &artifact);
+                }
+                component
+            }
+        };
         let instance_pre = self
             .inner
             .linker
@@ -546,7 +633,7 @@ impl Runtime {
         let packed = component.get_export_index(None, "evaluate-packed");
         let pre = bindings::PolicyPre::new(instance_pre)
             .map_err(|e| LoadError::Interface(format!("{e:#}")))?;
-        Ok(Compiled { pre, packed })
+        Ok((Compiled { pre, packed }, cached))
     }
 
     /// The module compiled as a component, compiling it now if it was not.
@@ -554,7 +641,9 @@ impl Runtime {
         module
             .compiled
             .get_or_init(|| {
-                let compiled = self.compile(&module.component).map_err(|e| e.to_string())?;
+                let (compiled, _) = self
+                    .compile(&module.digest, &module.component)
+                    .map_err(|e| e.to_string())?;
                 if let Some(index) = &compiled.packed {
                     // `packed_func` relies on this check (it skips it per
                     // instance).
