@@ -284,7 +284,7 @@ impl<'a> Lift<'a> {
         align: usize,
         what: &str,
     ) -> wasmtime::Result<&'a [u8]> {
-        if ptr % align != 0 {
+        if !ptr.is_multiple_of(align) {
             return Err(wasmtime::format_err!(
                 "{what} is at a misaligned address {ptr:#x}"
             ));

@@ -692,10 +692,10 @@ mod tests {
         let at_limit = rights(names);
         let remainder = MAX_DECISION_BYTES - decision_cost(&at_limit);
         let mut exact = at_limit.clone();
-        if let Some(Effect::SetServiceAccountRights(update)) = exact.effects.first_mut() {
-            if let Some(first) = update.rights.first_mut() {
-                *first = "r".repeat(remainder);
-            }
+        if let Some(Effect::SetServiceAccountRights(update)) = exact.effects.first_mut()
+            && let Some(first) = update.rights.first_mut()
+        {
+            *first = "r".repeat(remainder);
         }
         assert_eq!(decision_cost(&exact), MAX_DECISION_BYTES);
         assert_eq!(decode_decision(&packed(&exact)).ok(), Some(exact.clone()));
