@@ -484,19 +484,7 @@ fn prepare(
         }
         None => (None, None, None),
     };
-    let actor = match &request.actor {
-        Actor::User(id) => ActorRef::User {
-            id: id.clone(),
-            email: account
-                .users
-                .iter()
-                .find(|u| &u.id == id)
-                .map(|u| u.email.clone()),
-        },
-        Actor::Agent(email) => ActorRef::Agent {
-            email: email.clone(),
-        },
-    };
+    let actor = actor_ref(&request.actor, account);
     let mut record = RecordDraft {
         account: account.id.clone(),
         time_ms: at,
@@ -550,19 +538,7 @@ pub fn record_fits(
     decision: &chaperone_model::Decision,
 ) -> Option<String> {
     let account = &request.account;
-    let actor = match &request.actor {
-        Actor::User(id) => ActorRef::User {
-            id: id.clone(),
-            email: account
-                .users
-                .iter()
-                .find(|u| &u.id == id)
-                .map(|u| u.email.clone()),
-        },
-        Actor::Agent(email) => ActorRef::Agent {
-            email: email.clone(),
-        },
-    };
+    let actor = actor_ref(&request.actor, account);
     let mut record = RecordDraft {
         account: account.id.clone(),
         time_ms: request.now,
@@ -647,6 +623,24 @@ fn refuse_oversized(
         seq: 0,
     };
     Ok((commit, outcome))
+}
+
+/// Who asked, as a record names them: a user with the email the snapshot
+/// gives them, or an agent.
+fn actor_ref(actor: &Actor, account: &chaperone_model::Account) -> ActorRef {
+    match actor {
+        Actor::User(id) => ActorRef::User {
+            id: id.clone(),
+            email: account
+                .users
+                .iter()
+                .find(|u| &u.id == id)
+                .map(|u| u.email.clone()),
+        },
+        Actor::Agent(email) => ActorRef::Agent {
+            email: email.clone(),
+        },
+    }
 }
 
 fn describe_named(named: &NamedObject) -> String {

@@ -58,6 +58,23 @@ impl Fixture {
             .unwrap_or_else(|e| unreachable!("{e}"))
     }
 
+    /// Every record of `account`, in order.
+    fn records(&self, account: &str) -> Vec<chaperone_log::StoredRecord> {
+        self.host
+            .store()
+            .records(account)
+            .unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    /// An account `evil` on the module registered for `policy`.
+    fn evil_account(&self, policy: &str) {
+        self.step(
+            "2026-01-01T09:00:00Z",
+            json!({"op": "account", "id": "evil", "policy": policy, "plan": "paid",
+            "environments": [{"id": "prod", "kind": "production"}]}),
+        );
+    }
+
     fn celigo_account(&self, id: &str) {
         let t = "2026-01-01T09:00:00Z";
         self.step(
@@ -98,11 +115,7 @@ fn host_audit_every_operation_allowed_or_denied_appends_one_record() {
     let counts = f.counts(Some("acme"));
     assert_eq!(counts.get("grant"), Some(&2));
     assert_eq!(counts.get("sync"), Some(&3));
-    let records = f
-        .host
-        .store()
-        .records("acme")
-        .unwrap_or_else(|e| unreachable!("{e}"));
+    let records = f.records("acme");
     let last = records
         .last()
         .map(|r| &r.record)
@@ -127,11 +140,7 @@ fn host_fail_closed_a_failing_policy_is_an_audited_deny_and_the_host_keeps_servi
         std::fs::read(chaperone_tests::HOSTILE_WASM).unwrap_or_else(|e| unreachable!("{e}"));
     let f = host_with(vec![("hostile".into(), hostile)]);
     let t = "2026-01-01T09:00:00Z";
-    f.step(
-        t,
-        json!({"op": "account", "id": "evil", "policy": "hostile", "plan": "paid",
-        "environments": [{"id": "prod", "kind": "production"}]}),
-    );
+    f.evil_account("hostile");
     for attack in [
         "loop",
         "grow",
@@ -188,11 +197,7 @@ fn host_fail_closed_a_decision_whose_record_would_not_fit_is_an_audited_deny() {
         std::fs::read(chaperone_tests::HOSTILE_WASM).unwrap_or_else(|e| unreachable!("{e}"));
     let f = host_with(vec![("hostile".into(), hostile)]);
     let t = "2026-01-01T09:00:00Z";
-    f.step(
-        t,
-        json!({"op": "account", "id": "evil", "policy": "hostile", "plan": "paid",
-        "environments": [{"id": "prod", "kind": "production"}]}),
-    );
+    f.evil_account("hostile");
     let outcome = f.op(
         t,
         json!({"op": "act", "account": "evil", "agent": "a@b.c",
@@ -213,11 +218,7 @@ fn host_fail_closed_a_decision_whose_record_would_not_fit_is_an_audited_deny() {
         "{}",
         outcome.message
     );
-    let records = f
-        .host
-        .store()
-        .records("evil")
-        .unwrap_or_else(|e| unreachable!("{e}"));
+    let records = f.records("evil");
     let last = records
         .last()
         .map(|r| &r.record)
@@ -258,11 +259,7 @@ fn host_replay_a_store_written_under_load_by_a_near_fuel_limit_module_matches() 
     let module = chaperone_tests::modules::near_fuel_limit_module(1_200_000);
     let f = host_with(vec![("evil".into(), module)]);
     let t = "2026-01-01T09:00:00Z";
-    f.step(
-        t,
-        json!({"op": "account", "id": "evil", "policy": "evil", "plan": "paid",
-        "environments": [{"id": "prod", "kind": "production"}]}),
-    );
+    f.evil_account("evil");
     let busy = crate::runtime::busy_cores();
     for _ in 0..10 {
         let outcome = f.op(

@@ -124,7 +124,8 @@ impl CoreEntry {
             .bytes(ops, count, 1, "the operations")?
             .iter()
             .map(|kind| {
-                OPERATION_KINDS
+                // The model declares the kinds in the WIT enum's order.
+                OperationKind::ALL
                     .get(usize::from(*kind))
                     .copied()
                     .ok_or_else(|| {
@@ -255,20 +256,6 @@ impl CoreCall {
         decode_decision(packed).map_err(wasmtime::Error::new)
     }
 }
-
-/// The WIT `operation-kind` enum's cases, in the package's order.
-const OPERATION_KINDS: [OperationKind; 10] = [
-    OperationKind::SetSetting,
-    OperationKind::Grant,
-    OperationKind::Modify,
-    OperationKind::Revoke,
-    OperationKind::Invite,
-    OperationKind::CreateServiceAccount,
-    OperationKind::SetRights,
-    OperationKind::RemoveServiceAccount,
-    OperationKind::Act,
-    OperationKind::Custom,
-];
 
 /// Reads canonical-ABI values out of an instance's memory, each checked
 /// against its bounds and alignment.

@@ -58,8 +58,7 @@ pub use contract::{
 };
 pub use error::{EvalError, LoadError, RuntimeError};
 pub use load::{
-    COMPILE_LIMITS, CompileLimits, CompileSize, ModuleFormat, REQUIRED_EXPORTS, measure, survey,
-    within_limits,
+    COMPILE_LIMITS, CompileSize, ModuleFormat, REQUIRED_EXPORTS, measure, survey, within_limits,
 };
 
 /// Decodes what a module's `evaluate-packed` returned, as an evaluation

@@ -34,28 +34,7 @@ pub struct Checked<'a> {
 /// one step of loading that no fuel meters: its cost grows with these).
 /// A vendor can check a module against them before uploading it (`chaperone
 /// policy inspect`). The built-in modules hold about a twentieth of each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct CompileLimits {
-    /// Functions defined (all core modules of the file together).
-    pub functions: u64,
-    /// Bytes of code (all function bodies together).
-    pub code_bytes: u64,
-    /// Bytes of one function body.
-    pub function_bytes: u64,
-    /// Locals of one function.
-    pub locals: u64,
-    /// Data segments.
-    pub data_segments: u64,
-    /// Bytes of data segments together.
-    pub data_bytes: u64,
-    /// Globals.
-    pub globals: u64,
-    /// Element segments.
-    pub element_segments: u64,
-}
-
-/// The limits [`check`] applies.
-pub const COMPILE_LIMITS: CompileLimits = CompileLimits {
+pub const COMPILE_LIMITS: CompileSize = CompileSize {
     functions: 5_000,
     code_bytes: 4 << 20,
     function_bytes: 512 << 10,
@@ -66,7 +45,8 @@ pub const COMPILE_LIMITS: CompileLimits = CompileLimits {
     element_segments: 1_000,
 };
 
-/// What a module holds, by the measures of [`CompileLimits`].
+/// What a module holds, by the measures compiling costs grow with (and
+/// [`COMPILE_LIMITS`] bounds).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CompileSize {
     /// Functions defined.

@@ -60,7 +60,7 @@ struct Inspection {
     /// What it holds by the measures compiling is bounded by.
     compile_size: Option<runtime::CompileSize>,
     /// The limits on those.
-    compile_limits: runtime::CompileLimits,
+    compile_limits: runtime::CompileSize,
     /// Milliseconds to load it (checks, compiling, `describe()`).
     load_ms: Option<f64>,
     error: Option<String>,
