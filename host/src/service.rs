@@ -53,6 +53,12 @@ pub struct HostOptions {
     pub compile_cache: Option<std::path::PathBuf>,
 }
 
+/// Where a store's compiled modules are kept: `modules` beside it
+/// (`store.db` → `store.modules/`).
+pub fn compile_cache_dir(store: &Path) -> std::path::PathBuf {
+    store.with_extension("modules")
+}
+
 /// The host: a store, a runtime, and the module of each vendor id.
 #[derive(Clone)]
 pub struct Host {
@@ -224,7 +230,7 @@ impl Host {
         let path = path.as_ref();
         let store = Store::open(path).map_err(ServiceError::Store)?;
         if options.compile_cache.is_none() {
-            options.compile_cache = Some(path.with_extension("modules"));
+            options.compile_cache = Some(compile_cache_dir(path));
         }
         Host::with_store(Arc::new(store), options)
     }

@@ -34,7 +34,12 @@ impl Args {
         );
         let store = Store::open(&self.db.db)
             .with_context(|| format!("cannot open the store `{}`", self.db.db.display()))?;
-        let runtime = Runtime::new(Limits::default())?;
+        // The modules `serve` compiled for this store, if it kept them.
+        let cache = chaperone_runtime::CompileCache::open(chaperone::service::compile_cache_dir(
+            &self.db.db,
+        ))
+        .ok();
+        let runtime = Runtime::with_cache(Limits::default(), cache)?;
         let report = replay(&store, &runtime, self.account.as_deref())?;
         if let Some(account) = &self.account
             && report.replayed + report.skipped == 0
