@@ -405,6 +405,16 @@ fn compiled_modules_are_kept_on_disk_and_checked_when_loaded() {
     };
     let (cached, decision, fuel) = decide(&open());
     assert!(!cached, "nothing to take from an empty cache");
+    // Compiled once: as itself, not also as a component (finding: every
+    // core module was compiled twice), until the typed entry is used.
+    let runtime = open();
+    let module = runtime
+        .load(builtin::CELIGO.bytes)
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(module.direct() && !module.compiled_as_component());
+    let typed = runtime.evaluate_with(&module, &request, EntryPoint::Typed);
+    assert_eq!(typed.map(|e| e.decision).ok().as_ref(), Some(&decision));
+    assert!(module.compiled_as_component());
     let entries = || {
         std::fs::read_dir(dir.path().join("modules"))
             .unwrap_or_else(|e| unreachable!("{e}"))
@@ -412,8 +422,20 @@ fn compiled_modules_are_kept_on_disk_and_checked_when_loaded() {
             .map(|e| e.path())
             .collect::<Vec<_>>()
     };
-    let files = entries();
-    assert_eq!(files.len(), 1, "{files:?}");
+    let all = entries();
+    let named = |kind: &str| {
+        all.iter()
+            .filter(|p| p.to_string_lossy().contains(kind))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // The core module, and the component the typed entry compiled.
+    assert_eq!(
+        (named(".core.").len(), named(".component.").len()),
+        (1, 1),
+        "{all:?}"
+    );
+    let files = named(".core.");
     assert_eq!(decide(&open()), (true, decision.clone(), fuel));
     // One byte of the artifact changed: compiled again, and rewritten.
     let file = files.first().cloned().unwrap_or_default();

@@ -282,6 +282,14 @@ impl PolicyModule {
         &self.exports
     }
 
+    /// Whether the module has been compiled as a component: at load for a
+    /// component or a core module without `evaluate-packed`; for one with
+    /// it, only once the typed entry is used (its own export serves every
+    /// evaluation otherwise, and a module is compiled once).
+    pub fn compiled_as_component(&self) -> bool {
+        self.compiled.get().is_some()
+    }
+
     /// Whether loading took its compiled code from the [`CompileCache`]
     /// instead of compiling it.
     pub fn from_cache(&self) -> bool {
