@@ -14,6 +14,8 @@ pub const MAX_MESSAGE_LEN: usize = 4096;
 pub const MAX_EFFECTS: usize = 64;
 /// The most rules an allow may list.
 pub const MAX_RULES: usize = 32;
+/// The most custom operations a module may describe.
+pub const MAX_CUSTOM_OPERATIONS: usize = 1024;
 /// The longest JSON document or string in an effect, in bytes.
 pub const MAX_VALUE_LEN: usize = 64 << 10;
 /// The most a decision may cost, counted as [`decision_cost`] counts: about
@@ -89,6 +91,12 @@ pub fn check_description(description: &Description) -> Result<(), String> {
     }
     if description.operations.is_empty() {
         return Err("it lists no operations".into());
+    }
+    if description.custom_operations.len() > MAX_CUSTOM_OPERATIONS {
+        return Err(format!(
+            "{} custom operations; the limit is {MAX_CUSTOM_OPERATIONS}",
+            description.custom_operations.len()
+        ));
     }
     for name in &description.custom_operations {
         check_identifier("custom operation", name)?;

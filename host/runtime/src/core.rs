@@ -22,6 +22,7 @@ use wasmtime::{
 
 use super::packed::decode_decision;
 use super::{LoadError, Sandbox};
+use crate::contract::{MAX_CUSTOM_OPERATIONS, MAX_RULE_LEN};
 use chaperone_model::{Decision, Description, OperationKind};
 
 /// `cabi_realloc(old_ptr, old_len, align, new_len) -> ptr`.
@@ -136,8 +137,13 @@ impl CoreEntry {
             })
             .collect::<wasmtime::Result<Vec<_>>>()?;
         let (customs, count) = pair(24)?;
+        if count > MAX_CUSTOM_OPERATIONS {
+            return Err(wasmtime::format_err!(
+                "{count} custom operations; the limit is {MAX_CUSTOM_OPERATIONS}"
+            ));
+        }
         let names = lift.bytes(customs, count.saturating_mul(8), 4, "the custom operations")?;
-        let mut custom_operations = Vec::with_capacity(count.min(256));
+        let mut custom_operations = Vec::with_capacity(count);
         for name in names.chunks_exact(8) {
             let word = |b: &[u8]| {
                 <[u8; 4]>::try_from(b).map_or(usize::MAX, |b| {
@@ -281,7 +287,15 @@ impl<'a> Lift<'a> {
             .ok_or_else(|| wasmtime::format_err!("{what}: {len} bytes at {ptr:#x}, out of bounds"))
     }
 
+    /// A string of at most [`MAX_RULE_LEN`] bytes (every string of a
+    /// description is an identifier), refused by its length before a byte
+    /// of it is copied.
     fn string(&self, (ptr, len): (usize, usize), what: &str) -> wasmtime::Result<String> {
+        if len > MAX_RULE_LEN {
+            return Err(wasmtime::format_err!(
+                "the {what} is {len} bytes; the limit is {MAX_RULE_LEN}"
+            ));
+        }
         let bytes = self.bytes(ptr, len, 1, what)?;
         std::str::from_utf8(bytes)
             .map(str::to_owned)
