@@ -3,5 +3,6 @@
 mod alloc;
 mod audit;
 mod conformance;
+mod fuzz_regressions;
 mod runtime;
 mod service;
