@@ -186,8 +186,16 @@ impl Checkpoint {
             .next()
             .and_then(|l| l.strip_prefix("time "))
             .and_then(|t| {
+                // The magnitude as u64: `-9223372036854775808` (i64::MIN)
+                // has no positive i64.
                 let digits = t.strip_prefix('-').unwrap_or(t);
-                parse_decimal::<i64>(digits).map(|v| if t.starts_with('-') { -v } else { v })
+                let magnitude = i128::from(parse_decimal::<u64>(digits)?);
+                let value = match t.starts_with('-') {
+                    true if magnitude == 0 => return None,
+                    true => -magnitude,
+                    false => magnitude,
+                };
+                i64::try_from(value).ok()
             })
             .ok_or_else(|| malformed("no `time` line".into()))?;
         let mut heads: Vec<(String, ChainHead)> = Vec::new();
@@ -300,6 +308,17 @@ mod tests {
         let proof = cp.inclusion_proof("globex").unwrap();
         let leaf = merkle::leaf_hash(head_line("globex", &cp.head("globex").unwrap()).as_bytes());
         merkle::verify_inclusion(&leaf, &proof, &cp.root).unwrap();
+    }
+
+    /// Every time a checkpoint can be signed at opens again (found by the
+    /// `export` fuzz target: `time -9223372036854775808` did not parse).
+    #[test]
+    fn every_time_round_trips() {
+        let signer = Signer::from_seed("test/log", [3; 32]).unwrap();
+        for time in [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX] {
+            let cp = Checkpoint::sign(&signer, time, heads());
+            assert_eq!(Checkpoint::open(&cp.note, &signer.verifier()).unwrap(), cp);
+        }
     }
 
     #[test]
