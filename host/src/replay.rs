@@ -8,14 +8,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use chaperone_log::{
-    AuditError, DecisionRecord, Prepared, Record, RecordDraft, Verdict as RecordVerdict,
-};
+use chaperone_log::{ActorRef, DecisionRecord, Record, RecordDraft, Verdict as RecordVerdict};
 use chaperone_model as model;
 use chaperone_runtime::{ModuleDigest, PolicyModule, Runtime};
-use chaperone_store::{Storage, StoreError, recorded_effect};
+use chaperone_store::{Storage, StoreError};
 
-use crate::service::{HOST_POLICY_ERROR, oversized_record_message};
+use crate::service::{HOST_POLICY_ERROR, decision_record, record_refusal};
 
 /// One record whose replayed decision differs from the recorded one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -130,37 +128,27 @@ fn load(store: &dyn Storage, runtime: &Runtime, digest: &str) -> Result<Arc<Poli
 /// from what `record` recorded, would not fit (see
 /// [`crate::service::oversized_record_message`]).
 fn oversized(record: &Record, decision: &model::Decision) -> Option<String> {
-    let allowed = decision.verdict == model::Verdict::Allow;
-    let draft = RecordDraft {
+    let actor = match record.actor.as_ref()? {
+        ActorRef::User { id, .. } => model::Actor::User(id.clone()),
+        ActorRef::Agent { email } => model::Actor::Agent(email.clone()),
+    };
+    let mut draft = RecordDraft {
         account: record.account.clone(),
         time_ms: record.time_ms,
         kind: record.kind.clone(),
         actor: record.actor.clone(),
         request: record.request.clone(),
-        decision: Some(DecisionRecord {
-            verdict: match decision.verdict {
-                model::Verdict::Allow => RecordVerdict::Allow,
-                model::Verdict::Deny => RecordVerdict::Deny,
-            },
-            rule: decision.rule.clone(),
-            message: decision.message.clone(),
-            rules: decision.rules.clone(),
-        }),
-        effects: Value::Array(match allowed {
-            true => decision
-                .effects
-                .iter()
-                .map(|e| recorded_effect(e, None))
-                .collect(),
-            false => Vec::new(),
-        }),
+        decision: Some(decision_record(
+            decision.verdict,
+            &decision.rule,
+            &decision.message,
+            &decision.rules,
+        )),
+        effects: Value::Null,
         policy: record.policy.clone(),
         input: record.input.clone(),
     };
-    match Prepared::new(&draft) {
-        Err(AuditError::TooLarge { size, .. }) => Some(oversized_record_message(size)),
-        _ => None,
-    }
+    record_refusal(&mut draft, actor, decision)
 }
 
 fn differs(

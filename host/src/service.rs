@@ -497,15 +497,12 @@ fn prepare(
         kind: request.operation.record_kind(),
         actor: Some(actor),
         request: request.given.clone(),
-        decision: Some(DecisionRecord {
-            verdict: match decided.verdict {
-                Verdict::Allow => RecordVerdict::Allow,
-                Verdict::Deny => RecordVerdict::Deny,
-            },
-            rule: decided.rule.clone(),
-            message: decided.message.clone(),
-            rules: decided.rules.clone(),
-        }),
+        decision: Some(decision_record(
+            decided.verdict,
+            &decided.rule,
+            &decided.message,
+            &decided.rules,
+        )),
         effects: Value::Null,
         policy,
         input,
@@ -551,15 +548,12 @@ pub fn record_fits(
         kind: request.operation.record_kind(),
         actor: Some(actor),
         request: serde_json::to_value(&request.operation).unwrap_or(Value::Null),
-        decision: Some(DecisionRecord {
-            verdict: match decision.verdict {
-                Verdict::Allow => RecordVerdict::Allow,
-                Verdict::Deny => RecordVerdict::Deny,
-            },
-            rule: decision.rule.clone(),
-            message: decision.message.clone(),
-            rules: decision.rules.clone(),
-        }),
+        decision: Some(decision_record(
+            decision.verdict,
+            &decision.rule,
+            &decision.message,
+            &decision.rules,
+        )),
         effects: Value::Null,
         policy: Some(PolicyRef {
             digest: "0".repeat(64),
@@ -568,11 +562,41 @@ pub fn record_fits(
         }),
         input: serde_json::to_value(request).ok(),
     };
+    record_refusal(&mut record, request.actor.clone(), decision)
+}
+
+/// A decision as its record lists it.
+pub(crate) fn decision_record(
+    verdict: Verdict,
+    rule: &str,
+    message: &str,
+    rules: &[String],
+) -> DecisionRecord {
+    DecisionRecord {
+        verdict: match verdict {
+            Verdict::Allow => RecordVerdict::Allow,
+            Verdict::Deny => RecordVerdict::Deny,
+        },
+        rule: rule.to_owned(),
+        message: message.to_owned(),
+        rules: rules.to_vec(),
+    }
+}
+
+/// Why the host could not record `decision` (its effects, if it allows)
+/// in `record`, as [`prepare`] makes the record: `None` when it can, else
+/// [`oversized_record_message`] for a record too large (the refusal replay
+/// expects), or the error. For `policy check` and replay.
+pub(crate) fn record_refusal(
+    record: &mut RecordDraft,
+    actor: Actor,
+    decision: &chaperone_model::Decision,
+) -> Option<String> {
     let effects = match decision.verdict {
         Verdict::Allow => decision.effects.clone(),
         Verdict::Deny => Vec::new(),
     };
-    match DecisionCommit::new(&mut record, request.actor.clone(), effects) {
+    match DecisionCommit::new(record, actor, effects) {
         Ok(_) => None,
         Err(AuditError::TooLarge { size, .. }) => Some(oversized_record_message(size)),
         Err(e) => Some(format!("its audit record cannot be made: {e}")),
