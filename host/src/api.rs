@@ -1,58 +1,87 @@
 //! The HTTP JSON API: a [`Router`] over a [`Host`], served by `chaperone
 //! serve` and testable in-process (`tower::ServiceExt::oneshot`).
 //!
-//! | method and path | body | answer |
-//! |---|---|---|
-//! | `POST /v1/requests` | one request, as in the scenario format (`{"op": "grant", ...}`) | the decision, or the `sync` record |
-//! | `POST /v1/tick` | — | how many `expire` records the sweep wrote |
-//! | `POST /v1/checkpoint` | — | a new signed checkpoint (the note) |
-//! | `GET /v1/accounts/{id}/verify` | — | the verification report of that chain |
-//! | `GET /v1/accounts/{id}/audit` | — | that chain as JSON Lines, with a checkpoint and proof |
-//! | `GET /healthz` | — | `ok` |
+//! Every `/v1` route needs `Authorization: Bearer <token>`, a credential of
+//! the store (`chaperone token create`): missing or not valid → 401; valid
+//! but not for this route or account → 403 (recorded as a `refused` record
+//! in the account's chain, when the account exists); an account the
+//! credential may reach but that does not exist → 404. Bodies are JSON
+//! (`application/json`, else 415), and so is every answer, errors included
+//! (`{"error": "..."}`).
 //!
-//! Requests are timed by the host's clock. With `--token` (or
-//! `CHAPERONE_TOKEN`) every `/v1` call needs `Authorization: Bearer <token>`.
+//! | method and path | who | body | answer |
+//! |---|---|---|---|
+//! | `POST /v1/requests` | vendor (its accounts; creates accounts of its vendor id only), customer (`revoke` on its account) | one request, as in the scenario format (`{"op": "grant", ...}`) | the decision, or the `sync` record |
+//! | `GET /v1/accounts/{id}` | vendor, customer, admin | — | the account as its policy sees it now, with expiry instants |
+//! | `GET /v1/accounts/{id}/verify` | vendor, customer, admin | — | the verification report of that chain |
+//! | `GET /v1/accounts/{id}/audit` | vendor, customer, admin | — | that chain as JSON Lines, with a checkpoint and proof (streamed) |
+//! | `GET /v1/checkpoint` | any | — | the latest signed checkpoint (the note), 404 if none |
+//! | `GET /v1/pubkey` | any | — | the log's public key (`chaperone-verify --pubkey`) |
+//! | `GET /v1/modules` | admin (all), vendor (its own) | — | the installed modules |
+//! | `POST /v1/modules?vendor=V[&activate=true]` | admin | the module's bytes (`application/wasm`) | the installed module |
+//! | `POST /v1/modules/activate` | admin | `{"vendor": V, "digest": D}` | the activation |
+//! | `POST /v1/modules/rollback` | admin | `{"vendor": V}` | the activation |
+//! | `GET /v1/tokens`, `POST /v1/tokens`, `DELETE /v1/tokens/{id}` | admin | `{"kind": "admin"\|"vendor"\|"customer", "subject": S, "label": L}` | credentials; a new one's token once |
+//! | `POST /v1/tick` | admin | — | how many `expire` records the sweep wrote |
+//! | `POST /v1/checkpoint` | admin | — | a new signed checkpoint (the note) |
+//! | `GET /healthz` | anyone | — | `ok` |
+//!
+//! Requests are timed by the host's clock.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use chaperone_store::registry::{Credential, RegistryError, Scope};
+
 use crate::instant;
+use crate::service::registry::{AuthError, CredentialError, InstallError};
 use crate::service::{Host, ParsedRequest, ServiceError, parse_request};
+
+/// The largest request body, except a module's.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// How the API is served.
 #[derive(Debug, Clone, Default)]
-pub struct ApiOptions {
-    /// Require this bearer token on every `/v1` call.
-    pub token: Option<String>,
-}
+pub struct ApiOptions {}
 
 struct App {
     host: Host,
-    token: Option<String>,
 }
 
 /// The API's routes over `host`.
-pub fn router(host: Host, options: ApiOptions) -> Router {
-    let app = Arc::new(App {
-        host,
-        token: options.token,
-    });
+pub fn router(host: Host, _options: ApiOptions) -> Router {
+    let app = Arc::new(App { host });
+    let module_limit = chaperone_runtime::Limits::default().module_bytes;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/requests", post(request))
-        .route("/v1/tick", post(tick))
-        .route("/v1/checkpoint", post(checkpoint))
+        .route("/v1/accounts/{id}", get(account))
         .route("/v1/accounts/{id}/verify", get(verify))
         .route("/v1/accounts/{id}/audit", get(export))
+        .route("/v1/checkpoint", get(latest_checkpoint).post(checkpoint))
+        .route("/v1/pubkey", get(pubkey))
+        .route(
+            "/v1/modules",
+            get(modules)
+                .post(install)
+                .layer(axum::extract::DefaultBodyLimit::max(module_limit)),
+        )
+        .route("/v1/modules/activate", post(activate))
+        .route("/v1/modules/rollback", post(rollback))
+        .route("/v1/tokens", get(tokens).post(create_token))
+        .route("/v1/tokens/{id}", delete(revoke_token))
+        .route("/v1/tick", post(tick))
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
 }
 
@@ -91,14 +120,14 @@ pub fn spawn_schedules(host: Host, sweep_every: Duration, checkpoint_every: Dura
     }
 }
 
-async fn no_such_endpoint(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+async fn no_such_endpoint(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError(
         StatusCode::NOT_FOUND,
         format!("no endpoint `{method} {}`", uri.path()),
     )
 }
 
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("`{}` does not take `{method}`", uri.path()),
@@ -110,8 +139,18 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let mut response = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
+}
+
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
 }
 
 impl From<ServiceError> for ApiError {
@@ -124,7 +163,8 @@ impl From<ServiceError> for ApiError {
             | ServiceError::UnknownUser { .. }
             | ServiceError::UnknownEnvironment { .. } => StatusCode::NOT_FOUND,
             ServiceError::Contended(_) => StatusCode::CONFLICT,
-            ServiceError::Load { .. } | ServiceError::Runtime(_) | ServiceError::Store(_) => {
+            ServiceError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Load { .. } | ServiceError::Runtime(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
@@ -132,57 +172,249 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &app.token else {
-        return Ok(());
-    };
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let ok = given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "a valid bearer token is required".into(),
-        ))
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        let status = match &error {
+            RegistryError::AlreadyInstalled { .. }
+            | RegistryError::AlreadyActive { .. }
+            | RegistryError::AlreadyRevoked(_)
+            | RegistryError::DuplicateCredential(_)
+            | RegistryError::NothingToRollBack(_) => StatusCode::CONFLICT,
+            RegistryError::NotInstalled { .. }
+            | RegistryError::NoModules(_)
+            | RegistryError::UnknownCredential(_) => StatusCode::NOT_FOUND,
+            RegistryError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError(status, error.to_string())
+    }
+}
+
+impl From<InstallError> for ApiError {
+    fn from(error: InstallError) -> Self {
+        match error {
+            InstallError::Registry(e) => e.into(),
+            InstallError::Runtime(e) => internal(e),
+            other => ApiError(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+        }
+    }
+}
+
+impl From<CredentialError> for ApiError {
+    fn from(error: CredentialError) -> Self {
+        match error {
+            CredentialError::Registry(e) => e.into(),
+            CredentialError::UnknownAccount(_) => {
+                ApiError(StatusCode::NOT_FOUND, error.to_string())
+            }
+            other => ApiError(StatusCode::BAD_REQUEST, other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        ApiError(StatusCode::UNAUTHORIZED, error.to_string())
     }
 }
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the request failed: {e}"),
-        )
-    })?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(format!("the request failed: {e}")))?
 }
 
-async fn request(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&app, &headers)?;
-    let body = body.map_err(|rejection| ApiError(rejection.status(), rejection.body_text()))?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+/// The credential the request's bearer token belongs to.
+async fn authenticate(app: &Arc<App>, headers: &HeaderMap) -> Result<Credential, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_owned());
+    let app = app.clone();
+    blocking(move || Ok(app.host.authenticate(token.as_deref())?)).await
+}
+
+fn forbidden(credential: &Credential, what: &str) -> ApiError {
+    ApiError(
+        StatusCode::FORBIDDEN,
+        format!(
+            "credential `{}` ({}) may not {what}",
+            credential.id, credential.scope
+        ),
+    )
+}
+
+/// Requires an admin credential.
+fn admin_only(credential: &Credential, what: &str) -> Result<(), ApiError> {
+    match credential.scope {
+        Scope::Admin => Ok(()),
+        _ => Err(forbidden(credential, what)),
+    }
+}
+
+/// What a request wants of an account, for [`authorize_account`].
+enum Want<'a> {
+    /// Read its state or log.
+    Read,
+    /// Carry out a request (`op`; for `account`, the vendor id it names).
+    Request {
+        op: &'a str,
+        creates: Option<&'a str>,
+    },
+}
+
+/// Checks that `credential` may do `want` on `account`: Ok, or the error to
+/// answer (a refusal is recorded in the account's chain if it exists).
+fn authorize_account(
+    app: &App,
+    credential: &Credential,
+    account: &str,
+    want: &Want<'_>,
+    method: &Method,
+    path: &str,
+) -> Result<(), ApiError> {
+    let vendor = app.host.account_vendor(account)?;
+    let refusal = match (&credential.scope, want) {
+        (Scope::Admin, Want::Read) => None,
+        (Scope::Admin, Want::Request { .. }) => {
+            Some("carry out account requests (use a vendor or customer credential)".to_owned())
+        }
+        (Scope::Vendor(own), _) => match (vendor.as_deref(), want) {
+            (Some(v), _) if v == own => None,
+            (Some(_), _) => Some(format!("reach account `{account}`")),
+            (
+                None,
+                Want::Request {
+                    creates: Some(p), ..
+                },
+            ) if p != own => Some(format!(
+                "create an account of vendor `{p}` (only of `{own}`)"
+            )),
+            (
+                None,
+                Want::Request {
+                    creates: Some(_), ..
+                },
+            ) => None,
+            (None, _) => None,
+        },
+        (Scope::Customer(own), _) if own != account => Some(format!("reach account `{account}`")),
+        (Scope::Customer(_), Want::Read) => None,
+        (Scope::Customer(_), Want::Request { op, .. }) if *op == "revoke" => None,
+        (Scope::Customer(_), Want::Request { op, .. }) => {
+            Some(format!("send `{op}` requests (a customer may `revoke`)"))
+        }
+    };
+    if let Some(what) = refusal {
+        let error = forbidden(credential, &what);
+        if vendor.is_some() {
+            let mut request = json!({
+                "credential": credential.id,
+                "scope": credential.scope,
+                "method": method.as_str(),
+                "path": path,
+                "error": error.1,
+            });
+            if let (Want::Request { op, .. }, Some(fields)) = (want, request.as_object_mut()) {
+                fields.insert("op".into(), json!(op));
+            }
+            if let Err(e) = app.host.record_refusal(instant::now(), account, request) {
+                tracing::error!(%account, error = %e, "cannot record a refused request");
+                return Err(ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the store failed, nothing changed: {e}"),
+                ));
+            }
+        }
+        return Err(error);
+    }
+    if vendor.is_none()
+        && !matches!(
+            want,
+            Want::Request {
+                creates: Some(_),
+                ..
+            }
+        )
+    {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no account `{account}`"),
+        ));
+    }
+    Ok(())
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be `application/json` (set `Content-Type: application/json`)".into(),
+        ))
+    }
+}
+
+fn body_bytes(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| ApiError(rejection.status(), rejection.body_text()))
+}
+
+fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Value, ApiError> {
+    require_json(headers)?;
+    let body = body_bytes(body)?;
+    serde_json::from_slice(&body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
             format!("the body is not valid JSON: {e}"),
         )
-    })?;
+    })
+}
+
+async fn request(
+    State(app): State<Arc<App>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    let value = json_body(&headers, body)?;
     let parsed = parse_request(&value).map_err(ServiceError::from)?;
     blocking(move || {
+        let op = value.get("op").and_then(Value::as_str).unwrap_or_default();
+        let (account, creates) = match &parsed {
+            ParsedRequest::State(step) => (
+                step.account(),
+                match step {
+                    crate::service::StateStep::Account(spec) => Some(spec.policy.as_str()),
+                    _ => None,
+                },
+            ),
+            ParsedRequest::Operation(op) => (op.account.as_str(), None),
+        };
+        authorize_account(
+            &app,
+            &credential,
+            account,
+            &Want::Request { op, creates },
+            &method,
+            "/v1/requests",
+        )?;
         let now = instant::now();
         match parsed {
             ParsedRequest::State(step) => {
@@ -208,51 +440,67 @@ async fn request(
     .await
 }
 
-async fn tick(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&app, &headers)?;
+async fn account(
+    State(app): State<Arc<App>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
     blocking(move || {
-        let expired = app.host.tick(instant::now())?;
-        Ok(Json(json!({ "expired": expired })))
-    })
-    .await
-}
-
-async fn checkpoint(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<String, ApiError> {
-    authorize(&app, &headers)?;
-    blocking(move || {
-        let checkpoint = app
+        let path = format!("/v1/accounts/{id}");
+        authorize_account(&app, &credential, &id, &Want::Read, &method, &path)?;
+        let now = instant::now();
+        let Some(read) = app
             .host
             .store()
-            .checkpoint(instant::now())
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        Ok(checkpoint.note)
+            .read_account(&id, now, None)
+            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+        else {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no account `{id}`"),
+            ));
+        };
+        let mut state = serde_json::to_value(&read.snapshot).map_err(internal)?;
+        if let Some(grants) = state.get_mut("grants").and_then(Value::as_array_mut) {
+            for grant in grants {
+                let expires = grant.get("expires_at").and_then(Value::as_i64);
+                grant["expires"] = json!(expires.map(instant::format));
+            }
+        }
+        Ok(Json(json!({
+            "account": state,
+            "at": instant::format(now),
+            "seq": read.head.map(|s| s.get()),
+        })))
     })
     .await
 }
 
 async fn verify(
     State(app): State<Arc<App>>,
+    method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&app, &headers)?;
+    let credential = authenticate(&app, &headers).await?;
     blocking(move || {
+        let path = format!("/v1/accounts/{id}/verify");
+        if !(matches!(credential.scope, Scope::Admin)
+            && app.host.store().head(&id).map_err(internal)?.is_some())
+        {
+            authorize_account(&app, &credential, &id, &Want::Read, &method, &path)?;
+        }
         let options = chaperone_store::verify::VerifyOptions {
-            account: Some(id),
+            account: Some(id.clone()),
             ..Default::default()
         };
-        let report = app
-            .host
-            .store()
-            .verify(&options)
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let report = app.host.store().verify(&options).map_err(internal)?;
         if report.is_empty() {
             return Err(ApiError(
                 StatusCode::NOT_FOUND,
-                format!(
-                    "no audit records for account `{}`",
-                    options.account.unwrap_or_default()
-                ),
+                format!("no audit records for account `{id}`"),
             ));
         }
         Ok(Json(report.to_json()))
@@ -260,19 +508,318 @@ async fn verify(
     .await
 }
 
+/// A writer that hands what is written to an HTTP body stream in chunks.
+struct ChunkWriter {
+    buffer: Vec<u8>,
+    sender: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+}
+
+const EXPORT_CHUNK: usize = 64 * 1024;
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(EXPORT_CHUNK),
+        ));
+        self.sender
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= EXPORT_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
 async fn export(
     State(app): State<Arc<App>>,
+    method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    authorize(&app, &headers)?;
+    let credential = authenticate(&app, &headers).await?;
+    let check = app.clone();
+    let account = id.clone();
     blocking(move || {
-        let mut out = Vec::new();
-        app.host
+        let path = format!("/v1/accounts/{account}/audit");
+        let chain = check.host.store().head(&account).map_err(internal)?;
+        if !(matches!(credential.scope, Scope::Admin) && chain.is_some()) {
+            authorize_account(&check, &credential, &account, &Want::Read, &method, &path)?;
+        }
+        if chain.is_none() {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no audit records for account `{account}`"),
+            ));
+        }
+        Ok(())
+    })
+    .await?;
+    // Streamed: a bounded channel of chunks, filled by the export on a
+    // blocking thread (which stops when the client goes away).
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let mut writer = ChunkWriter {
+            buffer: Vec::with_capacity(EXPORT_CHUNK),
+            sender: sender.clone(),
+        };
+        let result = app
+            .host
             .store()
-            .export(&id, &mut out)
-            .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
-        Ok(([("content-type", "application/x-ndjson")], out).into_response())
+            .export(&id, &mut writer)
+            .map_err(|e| e.to_string())
+            .and_then(|_| std::io::Write::flush(&mut writer).map_err(|e| e.to_string()));
+        if let Err(error) = result {
+            tracing::warn!(account = %id, %error, "export stopped");
+            let _ = sender.blocking_send(Err(std::io::Error::other(error)));
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn latest_checkpoint(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<String, ApiError> {
+    authenticate(&app, &headers).await?;
+    blocking(
+        move || match app.host.store().latest_checkpoint().map_err(internal)? {
+            Some(checkpoint) => Ok(checkpoint.note),
+            None => Err(ApiError(
+                StatusCode::NOT_FOUND,
+                "no checkpoint has been signed yet".into(),
+            )),
+        },
+    )
+    .await
+}
+
+async fn pubkey(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<String, ApiError> {
+    authenticate(&app, &headers).await?;
+    blocking(move || {
+        let verifier = app.host.store().verifier().map_err(internal)?;
+        Ok(format!("{}\n", verifier.encode()))
+    })
+    .await
+}
+
+async fn checkpoint(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<String, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    admin_only(&credential, "sign checkpoints")?;
+    blocking(move || {
+        let checkpoint = app
+            .host
+            .store()
+            .checkpoint(instant::now())
+            .map_err(internal)?;
+        Ok(checkpoint.note)
+    })
+    .await
+}
+
+async fn tick(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    admin_only(&credential, "run the expiry sweep")?;
+    blocking(move || {
+        let expired = app.host.tick(instant::now())?;
+        Ok(Json(json!({ "expired": expired })))
+    })
+    .await
+}
+
+async fn modules(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    let vendor = match &credential.scope {
+        Scope::Admin => None,
+        Scope::Vendor(v) => Some(v.clone()),
+        Scope::Customer(_) => return Err(forbidden(&credential, "list modules")),
+    };
+    blocking(move || {
+        let modules = app.host.installed_modules(vendor.as_deref())?;
+        Ok(Json(json!({ "modules": modules })))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallQuery {
+    vendor: String,
+    #[serde(default)]
+    activate: bool,
+}
+
+async fn install(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Result<Query<InstallQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    admin_only(&credential, "install modules")?;
+    let Query(query) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let wasm = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/wasm"));
+    if !wasm {
+        return Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be the module's bytes as `application/wasm`".into(),
+        ));
+    }
+    let bytes = body_bytes(body)?;
+    blocking(move || {
+        let installed = app.host.install_module(
+            instant::now(),
+            &query.vendor,
+            &bytes,
+            query.activate,
+            &credential.id,
+        )?;
+        Ok(Json(serde_json::to_value(installed).map_err(internal)?))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateBody {
+    vendor: String,
+    digest: String,
+}
+
+async fn activate(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    admin_only(&credential, "activate modules")?;
+    let body: ActivateBody = typed_body(&headers, body)?;
+    blocking(move || {
+        let activation =
+            app.host
+                .activate_module(instant::now(), &body.vendor, &body.digest, &credential.id)?;
+        Ok(Json(serde_json::to_value(activation).map_err(internal)?))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    vendor: String,
+}
+
+async fn rollback(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    admin_only(&credential, "roll back modules")?;
+    let body: RollbackBody = typed_body(&headers, body)?;
+    blocking(move || {
+        let activation = app
+            .host
+            .rollback_module(instant::now(), &body.vendor, &credential.id)?;
+        Ok(Json(serde_json::to_value(activation).map_err(internal)?))
+    })
+    .await
+}
+
+fn typed_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, ApiError> {
+    let value = json_body(headers, body)?;
+    serde_json::from_value(value)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("bad body: {e}")))
+}
+
+async fn tokens(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    admin_only(&credential, "list credentials")?;
+    blocking(move || {
+        let credentials = app.host.credentials()?;
+        Ok(Json(json!({ "credentials": credentials })))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    kind: String,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    label: String,
+}
+
+async fn create_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    admin_only(&credential, "create credentials")?;
+    let body: TokenBody = typed_body(&headers, body)?;
+    let scope = match (body.kind.as_str(), body.subject) {
+        ("admin", None) => Scope::Admin,
+        ("vendor", Some(s)) => Scope::Vendor(s),
+        ("customer", Some(s)) => Scope::Customer(s),
+        _ => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "`kind` is `admin` (no `subject`), `vendor` or `customer` (with `subject`: the vendor id or the account)".into(),
+            ));
+        }
+    };
+    blocking(move || {
+        let new = app
+            .host
+            .create_credential(instant::now(), scope, &body.label, &credential.id)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({ "credential": new.credential, "token": new.token })),
+        ))
+    })
+    .await
+}
+
+async fn revoke_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    admin_only(&credential, "revoke credentials")?;
+    blocking(move || {
+        let seq = app
+            .host
+            .revoke_credential(instant::now(), &id, &credential.id)?;
+        Ok(Json(json!({ "revoked": id, "seq": seq })))
     })
     .await
 }

@@ -7,9 +7,8 @@
 //! decision's effects → answer. A policy failure is a deny with rule
 //! `HOST-POLICY-ERROR`, audited like any other decision.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use chaperone_log::record::{MAX_ACCOUNT_LEN, MAX_RECORD_BYTES, valid_account};
 use chaperone_log::{
@@ -25,6 +24,7 @@ use serde_json::Value;
 
 pub use chaperone_model::{AccountSpec, StateStep, UserSpec};
 
+pub mod registry;
 pub mod request;
 
 pub use request::{ParsedRequest, ShapeError, parse_request};
@@ -64,7 +64,7 @@ pub fn compile_cache_dir(store: &Path) -> std::path::PathBuf {
 pub struct Host {
     store: Arc<dyn Storage>,
     runtime: Runtime,
-    policies: Arc<RwLock<HashMap<String, Arc<PolicyModule>>>>,
+    registry: Arc<registry::RegistryView>,
 }
 
 /// A policy-evaluated operation on one account.
@@ -251,13 +251,10 @@ impl Host {
             }
         };
         let host = Host {
+            registry: Arc::new(registry::RegistryView::new(store.clone(), runtime.clone())),
             store,
             runtime,
-            policies: Arc::new(RwLock::new(HashMap::new())),
         };
-        for builtin in crate::builtin::ALL {
-            host.use_policy(builtin.vendor, builtin.bytes)?;
-        }
         for (vendor, bytes) in &options.policies {
             host.use_policy(vendor, bytes)?;
         }
@@ -274,9 +271,11 @@ impl Host {
         &self.runtime
     }
 
-    /// Registers (or replaces) the module for a vendor id. Accounts name
-    /// their vendor id; the module's own `describe()` vendor id is recorded
-    /// beside its digest.
+    /// Registers (or replaces) the module for a vendor id in this process
+    /// only, ahead of the store's registry (for conformance runs and
+    /// tests; a server's modules are installed: [`Host::install_module`]).
+    /// Accounts name their vendor id; the module's own `describe()` vendor
+    /// id is recorded beside its digest.
     pub fn use_policy(
         &self,
         vendor: &str,
@@ -289,37 +288,38 @@ impl Host {
                 vendor: vendor.to_string(),
                 source,
             })?;
-        self.policies
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(vendor.to_string(), module.clone());
+        self.registry.set_override(vendor, module.clone());
         Ok(module)
     }
 
-    /// The module accounts of this vendor id use.
+    /// The module that decides the accounts of this vendor id now (see
+    /// [`registry`]: this process's own, the registry's active one, or the
+    /// built-in one).
     pub fn policy(&self, vendor: &str) -> Result<Arc<PolicyModule>, ServiceError> {
-        self.policies
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(vendor)
-            .cloned()
-            .ok_or_else(|| ServiceError::NoPolicy(vendor.to_string()))
+        self.registry.module(vendor)
     }
 
     /// Applies a state step at `at` (ms), recording it as `sync` in the
     /// step's account chain. Returns the record's sequence number.
     pub fn sync(&self, at: i64, step: StateStep, given: Value) -> Result<u64, ServiceError> {
-        if !valid_account(step.account()) {
+        let problem = if chaperone_store::registry::reserved_account(step.account()) {
+            Some("must not start with `@`: such ids name the host's own chains".to_string())
+        } else if !valid_account(step.account()) {
+            Some(format!(
+                "must be 1 to {MAX_ACCOUNT_LEN} printable ASCII characters other than space, `\"` and `\\`"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            let field = if matches!(step, StateStep::Account(_)) {
+                "id"
+            } else {
+                "account"
+            };
             return Err(ServiceError::Shape(ShapeError {
-                field: if matches!(step, StateStep::Account(_)) {
-                    "id"
-                } else {
-                    "account"
-                }
-                .into(),
-                problem: format!(
-                    "must be 1 to {MAX_ACCOUNT_LEN} printable ASCII characters other than space, `\"` and `\\`"
-                ),
+                field: field.into(),
+                problem,
             }));
         }
         if let StateStep::Account(spec) = &step {

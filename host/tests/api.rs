@@ -15,6 +15,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chaperone::api::{self, ApiOptions};
 use chaperone::service::{Host, HostOptions};
+use chaperone_store::registry::Scope;
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -23,6 +24,15 @@ struct Fixture {
     _dir: tempfile::TempDir,
     host: Host,
     pubkey: std::path::PathBuf,
+    admin: String,
+    celigo: String,
+    xentral: String,
+}
+
+fn token(host: &Host, scope: Scope) -> String {
+    host.create_credential(1, scope, "test", "test")
+        .unwrap()
+        .token
 }
 
 fn fixture() -> Fixture {
@@ -31,19 +41,17 @@ fn fixture() -> Fixture {
     let host = Host::open(&db, HostOptions::default()).unwrap();
     let pubkey = chaperone_log::keys::public_key_path(&db);
     Fixture {
+        admin: token(&host, Scope::Admin),
+        celigo: token(&host, Scope::Vendor("celigo".into())),
+        xentral: token(&host, Scope::Vendor("xentral".into())),
         _dir: dir,
         host,
         pubkey,
     }
 }
 
-fn router(fixture: &Fixture, token: Option<&str>) -> Router {
-    api::router(
-        fixture.host.clone(),
-        ApiOptions {
-            token: token.map(str::to_owned),
-        },
-    )
+fn router(fixture: &Fixture) -> Router {
+    api::router(fixture.host.clone(), ApiOptions::default())
 }
 
 async fn call(router: &Router, request: Request<Body>) -> (StatusCode, Vec<u8>) {
@@ -53,47 +61,56 @@ async fn call(router: &Router, request: Request<Body>) -> (StatusCode, Vec<u8>) 
     (status, body.to_vec())
 }
 
-fn post(path: &str, body: &Value) -> Request<Body> {
+fn post_as(token: &str, path: &str, body: &Value) -> Request<Body> {
     Request::post(path)
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
         .body(Body::from(body.to_string()))
         .unwrap()
 }
 
-fn get(path: &str) -> Request<Body> {
-    Request::get(path).body(Body::empty()).unwrap()
+fn get_as(token: &str, path: &str) -> Request<Body> {
+    Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap()
 }
 
 fn json_of(body: &[u8]) -> Value {
     serde_json::from_slice(body).unwrap()
 }
 
-async fn setup_acme(router: &Router) {
+async fn setup_acme(fixture: &Fixture, router: &Router) {
     for step in [
         json!({"op": "account", "id": "acme", "policy": "celigo", "plan": "paid",
                "environments": [{"id": "prod", "kind": "production"}]}),
         json!({"op": "user", "account": "acme", "id": "ada", "email": "ada@acme.test", "role": "owner"}),
     ] {
-        let (status, body) = call(router, post("/v1/requests", &step)).await;
+        let (status, body) = call(router, post_as(&fixture.celigo, "/v1/requests", &step)).await;
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
         assert_eq!(json_of(&body)["recorded"], "sync");
     }
 }
 
+async fn setup_globex(fixture: &Fixture, router: &Router) {
+    let step = json!({"op": "account", "id": "globex", "policy": "xentral", "plan": "paid",
+                      "environments": [{"id": "prod", "kind": "production"}]});
+    let (status, body) = call(router, post_as(&fixture.xentral, "/v1/requests", &step)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+}
+
+fn grant() -> Value {
+    json!({"op": "grant", "account": "acme", "actor": "ada", "environment": "prod",
+           "scope": {"level": "admin"}, "expires_in": {"days": 5}})
+}
+
 #[tokio::test]
 async fn a_grant_is_decided_recorded_and_exported_verifiably() {
     let fixture = fixture();
-    let router = router(&fixture, None);
-    setup_acme(&router).await;
-    let (status, body) = call(
-        &router,
-        post(
-            "/v1/requests",
-            &json!({"op": "grant", "account": "acme", "actor": "ada", "environment": "prod",
-                    "scope": {"level": "admin"}, "expires_in": {"days": 5}}),
-        ),
-    )
-    .await;
+    let router = router(&fixture);
+    setup_acme(&fixture, &router).await;
+    let vendor = fixture.celigo.as_str();
+    let (status, body) = call(&router, post_as(vendor, "/v1/requests", &grant())).await;
     assert_eq!(status, StatusCode::OK);
     let decision = json_of(&body);
     assert_eq!(decision["decision"], "allow", "{decision}");
@@ -101,15 +118,9 @@ async fn a_grant_is_decided_recorded_and_exported_verifiably() {
     assert!(decision["id"].is_string(), "{decision}");
 
     // A scope of the wrong shape is the module's to refuse, not the host's.
-    let (status, body) = call(
-        &router,
-        post(
-            "/v1/requests",
-            &json!({"op": "grant", "account": "acme", "actor": "ada", "environment": "prod",
-                    "scope": "admin", "expires_in": {"days": 5}}),
-        ),
-    )
-    .await;
+    let mut bad_scope = grant();
+    bad_scope["scope"] = json!("admin");
+    let (status, body) = call(&router, post_as(vendor, "/v1/requests", &bad_scope)).await;
     assert_eq!(status, StatusCode::OK);
     let decision = json_of(&body);
     assert_eq!(
@@ -118,14 +129,18 @@ async fn a_grant_is_decided_recorded_and_exported_verifiably() {
         "{decision}"
     );
 
-    let (status, body) = call(&router, get("/v1/accounts/acme/verify")).await;
+    let (status, body) = call(&router, get_as(vendor, "/v1/accounts/acme/verify")).await;
     assert_eq!(status, StatusCode::OK);
     let report = json_of(&body);
     assert_eq!(report["ok"], true, "{report}");
 
-    let (status, _) = call(&router, post("/v1/checkpoint", &json!({}))).await;
+    let (status, _) = call(
+        &router,
+        post_as(&fixture.admin, "/v1/checkpoint", &json!({})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, export) = call(&router, get("/v1/accounts/acme/audit")).await;
+    let (status, export) = call(&router, get_as(vendor, "/v1/accounts/acme/audit")).await;
     assert_eq!(status, StatusCode::OK);
     let verifier = chaperone_log::keys::load_verifier(&fixture.pubkey).unwrap();
     let report =
@@ -133,27 +148,57 @@ async fn a_grant_is_decided_recorded_and_exported_verifiably() {
             .unwrap();
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.records, 4);
+
+    // The state route shows the grant with its expiry instant.
+    let (status, body) = call(&router, get_as(vendor, "/v1/accounts/acme")).await;
+    assert_eq!(status, StatusCode::OK);
+    let state = json_of(&body);
+    assert_eq!(
+        state["account"]["grants"][0]["expires"],
+        decision_expiry(&state)
+    );
+    assert_eq!(state["seq"], 4, "{state}");
+}
+
+fn decision_expiry(state: &Value) -> Value {
+    let ms = state["account"]["grants"][0]["expires_at"]
+        .as_i64()
+        .unwrap();
+    json!(chaperone::instant::format(ms))
 }
 
 #[tokio::test]
 async fn refusals_are_json_errors_naming_what_was_wrong() {
     let fixture = fixture();
-    let router = router(&fixture, None);
+    let router = router(&fixture);
+    let vendor = fixture.celigo.as_str();
     let cases = [
         (
-            post("/v1/requests", &json!({"op": "fly"})),
+            post_as(vendor, "/v1/requests", &json!({"op": "fly"})),
             StatusCode::BAD_REQUEST,
             "`op`",
         ),
         (
             Request::post("/v1/requests")
+                .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {vendor}"))
                 .body(Body::from("{not json"))
                 .unwrap(),
             StatusCode::BAD_REQUEST,
             "not valid JSON",
         ),
         (
-            post(
+            Request::post("/v1/requests")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("authorization", format!("Bearer {vendor}"))
+                .body(Body::from("op=tick"))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+        ),
+        (
+            post_as(
+                vendor,
                 "/v1/requests",
                 &json!({"op": "act", "account": "nobody", "agent": "a@v.test",
                         "action": {"name": "flow.read"}}),
@@ -161,12 +206,39 @@ async fn refusals_are_json_errors_naming_what_was_wrong() {
             StatusCode::NOT_FOUND,
             "nobody",
         ),
-        (get("/v2/nothing"), StatusCode::NOT_FOUND, "/v2/nothing"),
-        (get("/v1/tick"), StatusCode::METHOD_NOT_ALLOWED, "GET"),
         (
-            get("/v1/accounts/ghost/verify"),
+            get_as(vendor, "/v2/nothing"),
+            StatusCode::NOT_FOUND,
+            "/v2/nothing",
+        ),
+        (
+            get_as(vendor, "/v1/tick"),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET",
+        ),
+        (
+            get_as(vendor, "/v1/accounts/ghost/verify"),
             StatusCode::NOT_FOUND,
             "ghost",
+        ),
+        (
+            get_as(vendor, "/v1/accounts/ghost/audit"),
+            StatusCode::NOT_FOUND,
+            "ghost",
+        ),
+        (
+            get_as(vendor, "/v1/accounts/ghost"),
+            StatusCode::NOT_FOUND,
+            "ghost",
+        ),
+        (
+            post_as(
+                vendor,
+                "/v1/requests",
+                &json!({"op": "account", "id": "@registry", "policy": "celigo", "plan": "paid", "environments": []}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "`@`",
         ),
     ];
     for (request, status, needle) in cases {
@@ -179,43 +251,311 @@ async fn refusals_are_json_errors_naming_what_was_wrong() {
 }
 
 #[tokio::test]
-async fn a_token_guards_every_v1_call() {
+async fn a_valid_token_guards_every_v1_call() {
     let fixture = fixture();
-    let router = router(&fixture, Some("s3cret"));
-    let (status, body) = call(&router, post("/v1/tick", &json!({}))).await;
+    let router = router(&fixture);
+    let (status, body) = call(
+        &router,
+        Request::post("/v1/tick").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(json_of(&body)["error"].as_str().unwrap().contains("bearer"));
-    let wrong = Request::post("/v1/tick")
-        .header("authorization", "Bearer s3creT")
-        .body(Body::empty())
-        .unwrap();
-    assert_eq!(call(&router, wrong).await.0, StatusCode::UNAUTHORIZED);
-    let right = Request::post("/v1/tick")
-        .header("authorization", "Bearer s3cret")
-        .body(Body::empty())
-        .unwrap();
-    let (status, body) = call(&router, right).await;
+    let mut wrong = fixture.admin.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == '0' { '1' } else { '0' });
+    for token in [wrong.as_str(), "s3cret", "", "chp_0123456789abcdef_x"] {
+        let (status, _) = call(&router, post_as(token, "/v1/tick", &json!({}))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+    }
+    let (status, body) = call(&router, post_as(&fixture.admin, "/v1/tick", &json!({}))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json_of(&body)["expired"], 0);
     // Health needs no token.
-    assert_eq!(call(&router, get("/healthz")).await.0, StatusCode::OK);
+    let health = Request::get("/healthz").body(Body::empty()).unwrap();
+    assert_eq!(call(&router, health).await.0, StatusCode::OK);
+}
+
+/// The records of `account`'s chain, as JSON.
+fn records(fixture: &Fixture, account: &str) -> Vec<Value> {
+    fixture
+        .host
+        .store()
+        .records(account)
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.bytes).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_credential_reaches_only_its_own() {
+    let fixture = fixture();
+    let router = router(&fixture);
+    setup_acme(&fixture, &router).await;
+    setup_globex(&fixture, &router).await;
+    let customer = token(&fixture.host, Scope::Customer("acme".into()));
+    let (admin, celigo, xentral) = (&fixture.admin, &fixture.celigo, &fixture.xentral);
+    let revoke_nothing =
+        json!({"op": "revoke", "account": "acme", "actor": "ada", "grant": "grant-404"});
+    let act_on_globex = json!({"op": "act", "account": "globex", "agent": "a@v.test", "action": {"name": "flow.read"}});
+    let cases: Vec<(&str, Request<Body>, StatusCode)> = vec![
+        // An admin manages, but carries out no account request.
+        (
+            "admin grant",
+            post_as(admin, "/v1/requests", &grant()),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "admin reads",
+            get_as(admin, "/v1/accounts/acme/verify"),
+            StatusCode::OK,
+        ),
+        ("admin tokens", get_as(admin, "/v1/tokens"), StatusCode::OK),
+        (
+            "admin modules",
+            get_as(admin, "/v1/modules"),
+            StatusCode::OK,
+        ),
+        // A vendor: its accounts only; creates accounts of its vendor only.
+        (
+            "vendor grant",
+            post_as(celigo, "/v1/requests", &grant()),
+            StatusCode::OK,
+        ),
+        (
+            "vendor, other's account",
+            post_as(celigo, "/v1/requests", &act_on_globex),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "vendor, other's log",
+            get_as(celigo, "/v1/accounts/globex/audit"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "vendor, other's state",
+            get_as(xentral, "/v1/accounts/acme"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "vendor creates another vendor's account",
+            post_as(
+                celigo,
+                "/v1/requests",
+                &json!({"op": "account", "id": "initech", "policy": "xentral", "plan": "paid", "environments": []}),
+            ),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "vendor takes an account id of another vendor",
+            post_as(
+                xentral,
+                "/v1/requests",
+                &json!({"op": "account", "id": "acme", "policy": "xentral", "plan": "paid", "environments": []}),
+            ),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "vendor tokens",
+            get_as(celigo, "/v1/tokens"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "vendor tick",
+            post_as(celigo, "/v1/tick", &json!({})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "vendor checkpoint",
+            post_as(celigo, "/v1/checkpoint", &json!({})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "vendor rollback",
+            post_as(celigo, "/v1/modules/rollback", &json!({"vendor": "celigo"})),
+            StatusCode::FORBIDDEN,
+        ),
+        // A customer: its account's state and log, and revoking.
+        (
+            "customer state",
+            get_as(&customer, "/v1/accounts/acme"),
+            StatusCode::OK,
+        ),
+        (
+            "customer log",
+            get_as(&customer, "/v1/accounts/acme/audit"),
+            StatusCode::OK,
+        ),
+        (
+            "customer verify",
+            get_as(&customer, "/v1/accounts/acme/verify"),
+            StatusCode::OK,
+        ),
+        (
+            "customer revoke",
+            post_as(&customer, "/v1/requests", &revoke_nothing),
+            StatusCode::OK,
+        ),
+        (
+            "customer grant",
+            post_as(&customer, "/v1/requests", &grant()),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "customer, other's state",
+            get_as(&customer, "/v1/accounts/globex"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "customer, unknown account",
+            get_as(&customer, "/v1/accounts/ghost"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "customer modules",
+            get_as(&customer, "/v1/modules"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "customer tokens",
+            get_as(&customer, "/v1/tokens"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "anyone: pubkey",
+            get_as(&customer, "/v1/pubkey"),
+            StatusCode::OK,
+        ),
+    ];
+    for (name, request, expected) in cases {
+        let (status, body) = call(&router, request).await;
+        assert_eq!(
+            status,
+            expected,
+            "{name}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        if status != StatusCode::OK {
+            let error = json_of(&body);
+            assert!(error["error"].is_string(), "{name}: {error}");
+        }
+    }
+    // Every refusal on an existing account is in that account's chain,
+    // naming the credential; none is recorded for an unknown account.
+    let refused = |account: &str| -> Vec<Value> {
+        records(&fixture, account)
+            .into_iter()
+            .filter(|r| r["kind"] == "refused")
+            .collect()
+    };
+    let on_acme = refused("acme");
+    assert_eq!(on_acme.len(), 4, "{on_acme:#?}"); // admin grant, xentral state, xentral takeover, customer grant
+    assert!(on_acme.iter().all(|r| {
+        r["request"]["credential"]
+            .as_str()
+            .unwrap()
+            .starts_with("chp_")
+    }));
+    let on_globex = refused("globex");
+    assert_eq!(on_globex.len(), 3, "{on_globex:#?}"); // celigo act and log, customer state
+    assert!(fixture.host.store().head("ghost").unwrap().is_none());
+    assert!(fixture.host.store().head("initech").unwrap().is_none());
+    // The customer's revoke went to the policy.
+    let revoke = records(&fixture, "acme")
+        .into_iter()
+        .find(|r| r["kind"] == "revoke");
+    assert!(revoke.is_some_and(|r| r["decision"]["verdict"] == "deny"));
+}
+
+#[tokio::test]
+async fn tokens_are_created_listed_and_revoked_over_the_api() {
+    let fixture = fixture();
+    let router = router(&fixture);
+    let (status, body) = call(
+        &router,
+        post_as(
+            &fixture.admin,
+            "/v1/tokens",
+            &json!({"kind": "vendor", "subject": "celigo", "label": "backend 2"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let created = json_of(&body);
+    let token = created["token"].as_str().unwrap().to_owned();
+    let id = created["credential"]["id"].as_str().unwrap().to_owned();
+    assert!(token.starts_with(&id));
+    let (status, body) = call(&router, get_as(&fixture.admin, "/v1/tokens")).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = String::from_utf8(body).unwrap();
+    assert!(
+        listed.contains(&id) && !listed.contains(&token[id.len() + 1..]),
+        "{listed}"
+    );
+    assert_eq!(
+        call(&router, get_as(&token, "/v1/modules")).await.0,
+        StatusCode::OK
+    );
+    let revoke = Request::delete(format!("/v1/tokens/{id}"))
+        .header("authorization", format!("Bearer {}", fixture.admin))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&router, revoke).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&router, get_as(&token, "/v1/modules")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Bad bodies are named.
+    for (body, needle) in [
+        (json!({"kind": "vendor"}), "subject"),
+        (json!({"kind": "customer", "subject": "ghost"}), "ghost"),
+        (json!({"kind": "admin", "extra": 1}), "extra"),
+    ] {
+        let (status, answer) = call(&router, post_as(&fixture.admin, "/v1/tokens", &body)).await;
+        assert!(status.is_client_error(), "{body}: {status}");
+        assert!(
+            String::from_utf8_lossy(&answer).contains(needle),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // Each change is in the @registry chain, without a secret.
+    let registry = records(&fixture, "@registry");
+    let kinds: Vec<&str> = registry
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "credential-create").count(),
+        4
+    );
+    assert_eq!(kinds.last(), Some(&"credential-revoke"));
+    let text = serde_json::to_string(&registry).unwrap();
+    assert!(!text.contains(&token[id.len() + 1..]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_serves_over_a_socket() {
     let fixture = fixture();
-    let router = router(&fixture, None);
+    let router = router(&fixture);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     let body = json!({"op": "account", "id": "globex", "policy": "xentral", "plan": "paid",
                       "environments": [{"id": "prod", "kind": "production"}]})
     .to_string();
+    let token = fixture.xentral.clone();
     let response = tokio::task::spawn_blocking(move || {
         let mut stream = std::net::TcpStream::connect(address).unwrap();
         write!(
             stream,
-            "POST /v1/requests HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST /v1/requests HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .unwrap();

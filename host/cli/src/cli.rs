@@ -11,7 +11,9 @@ pub mod audit;
 pub mod conformance;
 pub mod init;
 pub mod policy;
+pub mod registry;
 pub mod serve;
+pub mod token;
 
 /// Exit code: everything checked out.
 pub const EXIT_OK: u8 = 0;
@@ -45,6 +47,9 @@ pub enum Command {
     /// Run conformance scenarios against the whole host.
     #[command(subcommand)]
     Conformance(conformance::Command),
+    /// Create, list and revoke the API's credentials.
+    #[command(subcommand)]
+    Token(token::Command),
 }
 
 impl Command {
@@ -56,6 +61,7 @@ impl Command {
             Command::Policy(command) => command.run(),
             Command::Audit(command) => command.run(),
             Command::Conformance(command) => command.run(),
+            Command::Token(command) => command.run(),
         }
     }
 }
@@ -66,6 +72,21 @@ pub struct DbArg {
     /// The SQLite store.
     #[arg(long, env = "CHAPERONE_DB", default_value = "chaperone.db")]
     pub db: PathBuf,
+}
+
+/// Opens the host over an existing store (a missing one is an error, not
+/// a new store).
+pub fn open_existing(db: &DbArg) -> anyhow::Result<chaperone::service::Host> {
+    use anyhow::Context;
+    if !db.db.exists() {
+        anyhow::bail!(
+            "no store `{}`: create one with `chaperone init --db {}`",
+            db.db.display(),
+            db.db.display()
+        );
+    }
+    chaperone::service::Host::open(&db.db, chaperone::service::HostOptions::default())
+        .with_context(|| format!("cannot open the store `{}`", db.db.display()))
 }
 
 /// Turns a pass/fail outcome into the exit code.

@@ -66,6 +66,7 @@ pub mod export;
 pub mod migrations;
 mod ops;
 pub mod read;
+pub mod registry;
 pub mod state;
 pub mod storage;
 pub mod verify;
@@ -80,7 +81,7 @@ pub use storage::{
 pub const AUDIT_SCHEMA_VERSION: i64 = 1;
 
 /// The newest schema version (the last of [`migrations::MIGRATIONS`]).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for another process's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -74,6 +74,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "index of live grants",
         sql: crate::state::SCHEMA_V3,
     },
+    Migration {
+        version: 4,
+        name: "module registry and credentials",
+        sql: crate::registry::SCHEMA,
+    },
 ];
 
 /// Brings the store up to the newest schema.

@@ -188,7 +188,7 @@ pub enum SyncError {
 }
 
 /// A store of audit chains and the account state they explain.
-pub trait Storage: Send + Sync + fmt::Debug {
+pub trait Storage: crate::registry::Registry + Send + Sync + fmt::Debug {
     /// Reads `account` as a policy sees it at `at`, with its chain head and
     /// the owner of the object the request names, in one consistent read.
     /// `None`: no such account.

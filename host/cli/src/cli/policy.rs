@@ -23,6 +23,16 @@ pub enum Command {
     Check(CheckArgs),
     /// Write a built-in module's bytes to a file.
     Export(ExportArgs),
+    /// Install a vendor's module into a store's registry (checked first,
+    /// as `policy check` does; audited).
+    Install(super::registry::InstallArgs),
+    /// List the modules installed in a store (`*`: active).
+    List(super::registry::ListArgs),
+    /// Make an installed module its vendor's active one (audited; a running
+    /// server picks it up within half a second).
+    Activate(super::registry::ActivateArgs),
+    /// Make the module active before a vendor's current one active again.
+    Rollback(super::registry::RollbackArgs),
 }
 
 impl Command {
@@ -32,6 +42,10 @@ impl Command {
             Command::Inspect(args) => args.run(),
             Command::Check(args) => args.run(),
             Command::Export(args) => args.run(),
+            Command::Install(args) => args.run(),
+            Command::List(args) => args.run(),
+            Command::Activate(args) => args.run(),
+            Command::Rollback(args) => args.run(),
         }
     }
 }

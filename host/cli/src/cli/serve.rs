@@ -21,9 +21,11 @@ pub struct Args {
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Require this bearer token on every API call.
-    #[arg(long, env = "CHAPERONE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// Create the store if it does not exist (as `chaperone init` does,
+    /// printing its admin token once); without it, a path that holds no
+    /// store is refused.
+    #[arg(long)]
+    pub create: bool,
     /// Seconds between expiry sweeps.
     #[arg(long, default_value_t = 60)]
     pub sweep_every: u64,
@@ -35,8 +37,38 @@ pub struct Args {
 impl Args {
     /// Runs the server until Ctrl-C or SIGTERM.
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let host = Host::open(&self.db.db, HostOptions::default())
-            .with_context(|| format!("cannot open the store `{}`", self.db.db.display()))?;
+        let path = &self.db.db;
+        if !path.exists() {
+            if !self.create {
+                anyhow::bail!(
+                    "no store `{}`: create it with `chaperone init --db {}` (or `serve --create`)",
+                    path.display(),
+                    path.display()
+                );
+            }
+            let created = super::init::create(path)?;
+            say(&format!(
+                "chaperone: created store `{}`; admin token (shown only now): {}",
+                path.display(),
+                created.admin_token
+            ));
+        }
+        let host = Host::open(path, HostOptions::default())
+            .with_context(|| format!("cannot open the store `{}`", path.display()))?;
+        if host.credentials()?.is_empty() {
+            let admin = host
+                .create_credential(
+                    chaperone::instant::now(),
+                    chaperone_store::registry::Scope::Admin,
+                    "created by serve: the store had no credentials",
+                    "serve",
+                )
+                .context("cannot create the admin credential")?;
+            say(&format!(
+                "chaperone: the store had no credentials; admin token (shown only now): {}",
+                admin.token
+            ));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -51,12 +83,7 @@ impl Args {
             Duration::from_secs(self.sweep_every),
             Duration::from_secs(self.checkpoint_every),
         );
-        let router = api::router(
-            host,
-            ApiOptions {
-                token: self.token.clone(),
-            },
-        );
+        let router = api::router(host, ApiOptions::default());
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
             .with_context(|| format!("cannot listen on `{}`", self.listen))?;

@@ -114,7 +114,9 @@ fn verify_passes_then_names_the_bad_record() {
     assert_eq!(code(&ok), 0, "{ok:?}");
     assert_eq!(
         stdout(&ok).trim(),
-        "ok: verified 2 accounts, 8 records, 0 checkpoints"
+        // acme, globex, and `@registry` (init installed the built-in modules
+        // and made the admin credential: 3 records).
+        "ok: verified 3 accounts, 11 records, 0 checkpoints"
     );
 
     tamper(
@@ -170,7 +172,7 @@ fn a_checkpoint_kept_outside_shows_a_cut_tail() {
     let db = store_with_records(&dir);
     let cp = checkpoint_to_file(&dir);
     assert_eq!(code(&cp), 0, "{cp:?}");
-    assert!(stdout(&cp).contains("wrote a checkpoint of 2 chains"));
+    assert!(stdout(&cp).contains("wrote a checkpoint of 3 chains"));
     let note = std::fs::read_to_string(dir.path("cp.txt")).unwrap();
     assert!(note.contains("\nhead acme 5 "), "{note}");
 
@@ -283,7 +285,7 @@ fn checkpoint_prints_a_signed_note() {
     let note = stdout(&cp);
     let lines: Vec<&str> = note.lines().collect();
     assert!(lines[0].starts_with("chaperone/"));
-    assert_eq!(lines[1], "2");
+    assert_eq!(lines[1], "3"); // acme, globex, @registry
     assert!(lines[3].starts_with("time "));
     assert!(lines.last().unwrap().starts_with("\u{2014} chaperone/"));
     let missing = chaperone(&["audit", "checkpoint", "--db", &dir.arg("nope.db")]);

@@ -14,6 +14,10 @@ struct Server {
     /// when it stops).
     stderr: BufReader<ChildStderr>,
     dir: tempfile::TempDir,
+    /// The admin token `init` printed.
+    admin: String,
+    /// A vendor token for `celigo`.
+    vendor: String,
 }
 
 impl Drop for Server {
@@ -23,19 +27,46 @@ impl Drop for Server {
     }
 }
 
-fn start(token: Option<&str>) -> Server {
+/// Runs the binary to the end; its stdout.
+fn run(args: &[&std::ffi::OsStr]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_chaperone"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| unreachable!("spawn: {e}"));
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+/// `init` (its admin token), a vendor token for `celigo`, then `serve`.
+fn start() -> Server {
     let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
     let db = dir.path().join("api.db");
+    let init = run(&["init".as_ref(), "--db".as_ref(), db.as_os_str()]);
+    let admin = init
+        .lines()
+        .find_map(|l| l.strip_prefix("admin token (shown only now): "))
+        .unwrap_or_else(|| unreachable!("no admin token in {init}"))
+        .to_string();
+    let vendor = run(&[
+        "token".as_ref(),
+        "create".as_ref(),
+        "--vendor".as_ref(),
+        "celigo".as_ref(),
+        "--db".as_ref(),
+        db.as_os_str(),
+    ])
+    .trim()
+    .to_string();
     let mut command = Command::new(env!("CARGO_BIN_EXE_chaperone"));
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(&db)
-        .env_remove("CHAPERONE_TOKEN")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    if let Some(token) = token {
-        command.args(["--token", token]);
-    }
     let mut child = command
         .spawn()
         .unwrap_or_else(|e| unreachable!("spawn: {e}"));
@@ -59,6 +90,8 @@ fn start(token: Option<&str>) -> Server {
         addr,
         stderr,
         dir,
+        admin,
+        vendor,
     }
 }
 
@@ -101,14 +134,14 @@ fn post(server: &Server, value: &Value) -> (u16, Value) {
         "POST",
         "/v1/requests",
         Some(&value.to_string()),
-        None,
+        Some(&server.vendor),
     );
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 #[test]
 fn the_api_decides_records_and_verifies() {
-    let server = start(None);
+    let server = start();
     let (status, _) = post(
         &server,
         &json!({"op": "account", "id": "acme", "policy": "celigo",
@@ -162,18 +195,36 @@ fn the_api_decides_records_and_verifies() {
         "action": {"name": "x"}}),
     );
     assert_eq!(status, 404, "{error}");
-    let (status, _) = call(&server, "POST", "/v1/requests", Some("{not json"), None);
+    let (status, _) = call(
+        &server,
+        "POST",
+        "/v1/requests",
+        Some("{not json"),
+        Some(&server.vendor),
+    );
     assert_eq!(status, 400);
 
-    let (status, note) = call(&server, "POST", "/v1/checkpoint", None, None);
+    let (status, note) = call(&server, "POST", "/v1/checkpoint", None, Some(&server.admin));
     assert_eq!(status, 200);
     assert!(note.contains("head acme 5 "), "{note}");
-    let (status, report) = call(&server, "GET", "/v1/accounts/acme/verify", None, None);
+    let (status, report) = call(
+        &server,
+        "GET",
+        "/v1/accounts/acme/verify",
+        None,
+        Some(&server.vendor),
+    );
     assert_eq!(status, 200);
     let report: Value = serde_json::from_str(&report).unwrap_or(Value::Null);
     assert_eq!(report.get("ok"), Some(&json!(true)), "{report}");
     assert_eq!(report.get("records"), Some(&json!(5)), "{report}");
-    let (status, export) = call(&server, "GET", "/v1/accounts/acme/audit", None, None);
+    let (status, export) = call(
+        &server,
+        "GET",
+        "/v1/accounts/acme/audit",
+        None,
+        Some(&server.vendor),
+    );
     assert_eq!(status, 200);
     assert_eq!(
         export
@@ -186,8 +237,8 @@ fn the_api_decides_records_and_verifies() {
 }
 
 #[test]
-fn a_token_is_required_when_configured() {
-    let server = start(Some("s3cret"));
+fn a_valid_token_is_required() {
+    let server = start();
     let body = json!({"op": "account", "id": "acme", "policy": "celigo", "plan": "paid",
         "environments": []})
     .to_string();
@@ -195,10 +246,79 @@ fn a_token_is_required_when_configured() {
     assert_eq!(status, 401);
     let (status, _) = call(&server, "POST", "/v1/requests", Some(&body), Some("wrong!"));
     assert_eq!(status, 401);
-    let (status, _) = call(&server, "POST", "/v1/requests", Some(&body), Some("s3cret"));
+    let (status, _) = call(
+        &server,
+        "POST",
+        "/v1/requests",
+        Some(&body),
+        Some(&server.admin),
+    );
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        &server,
+        "POST",
+        "/v1/requests",
+        Some(&body),
+        Some(&server.vendor),
+    );
     assert_eq!(status, 200);
     let (status, _) = call(&server, "GET", "/healthz", None, None);
     assert_eq!(status, 200);
+}
+
+/// `serve` on a path that holds no store refuses (a mistyped path does not
+/// become a new store with a new key), unless `--create`, which makes the
+/// store as `init` does and prints its admin token once.
+#[test]
+fn serve_makes_a_store_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+    let db = dir.path().join("typo.db");
+    let refused = Command::new(env!("CARGO_BIN_EXE_chaperone"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap_or_else(|e| unreachable!("spawn: {e}"));
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("no store") && stderr.contains("--create"),
+        "{stderr}"
+    );
+    assert!(!db.exists());
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chaperone"))
+        .args(["serve", "--create", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| unreachable!("spawn: {e}"));
+    let mut stderr = BufReader::new(child.stderr.take().unwrap_or_else(|| unreachable!()));
+    let mut first = String::new();
+    stderr
+        .read_line(&mut first)
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        first.contains("admin token (shown only now): chp_"),
+        "{first}"
+    );
+    let token = first
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    // The token works: `token list` shows its credential, not its secret.
+    let listed = run(&[
+        "token".as_ref(),
+        "list".as_ref(),
+        "--db".as_ref(),
+        db.as_os_str(),
+    ]);
+    assert!(listed.contains(token.get(..20).unwrap_or("?")), "{listed}");
+    assert!(!listed.contains(token.get(21..).unwrap_or("?")), "{listed}");
 }
 
 /// Every refusal is a JSON `{"error": ...}` naming what was wrong: a body
@@ -206,7 +326,7 @@ fn a_token_is_required_when_configured() {
 /// log has never heard of.
 #[test]
 fn refusals_are_json_errors_that_say_what_was_wrong() {
-    let server = start(None);
+    let server = start();
     let error_of = |body: &str| {
         serde_json::from_str::<Value>(body)
             .ok()
@@ -214,7 +334,13 @@ fn refusals_are_json_errors_that_say_what_was_wrong() {
             .unwrap_or_else(|| unreachable!("not a JSON error: {body}"))
     };
     let huge = "x".repeat((2 << 20) + 1);
-    let (status, body) = call(&server, "POST", "/v1/requests", Some(&huge), None);
+    let (status, body) = call(
+        &server,
+        "POST",
+        "/v1/requests",
+        Some(&huge),
+        Some(&server.vendor),
+    );
     assert_eq!(status, 413);
     assert!(error_of(&body).contains("length limit exceeded"), "{body}");
     let (status, body) = call(&server, "GET", "/v1/nothing", None, None);
@@ -223,9 +349,15 @@ fn refusals_are_json_errors_that_say_what_was_wrong() {
     let (status, body) = call(&server, "GET", "/v1/requests", None, None);
     assert_eq!(status, 405);
     assert_eq!(error_of(&body), "`/v1/requests` does not take `GET`");
-    let (status, body) = call(&server, "GET", "/v1/accounts/nobody/verify", None, None);
+    let (status, body) = call(
+        &server,
+        "GET",
+        "/v1/accounts/nobody/verify",
+        None,
+        Some(&server.vendor),
+    );
     assert_eq!(status, 404);
-    assert_eq!(error_of(&body), "no audit records for account `nobody`");
+    assert_eq!(error_of(&body), "no account `nobody`");
 }
 
 /// SIGTERM (what a service manager sends) stops the server cleanly: it
@@ -233,7 +365,7 @@ fn refusals_are_json_errors_that_say_what_was_wrong() {
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_the_server_cleanly_and_keeps_what_it_recorded() {
-    let mut server = start(None);
+    let mut server = start();
     let (status, _) = post(
         &server,
         &json!({"op": "account", "id": "acme", "policy": "celigo", "plan": "paid",
@@ -257,7 +389,7 @@ fn sigterm_stops_the_server_cleanly_and_keeps_what_it_recorded() {
         .unwrap_or_else(|e| unreachable!("{e}"));
     assert!(rest.contains("chaperone: stopped"), "{rest}");
     let verified = Command::new(env!("CARGO_BIN_EXE_chaperone"))
-        .args(["audit", "verify", "--json", "--db"])
+        .args(["audit", "verify", "--json", "--account", "acme", "--db"])
         .arg(server.dir.path().join("api.db"))
         .output()
         .unwrap_or_else(|e| unreachable!("verify: {e}"));
