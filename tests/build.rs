@@ -10,6 +10,8 @@ fn main() {
         &[
             ("hostile", "chaperone-hostile-guest"),
             ("ticketed", "chaperone-example-ticketed"),
+            ("rollout", "chaperone-rollout-guest"),
+            ("rollout_v2", "chaperone-rollout-guest-v2"),
         ],
     );
 }

@@ -197,3 +197,128 @@ fn differs(
         )
     })
 }
+
+/// One recorded decision a candidate module decides differently.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    /// The account.
+    pub account: String,
+    /// The record's sequence number.
+    pub seq: u64,
+    /// When it was decided (RFC 3339).
+    pub time: String,
+    /// The record's kind (the operation).
+    pub kind: String,
+    /// The recorded verdict and rule.
+    pub old: Verdict,
+    /// The candidate's verdict and rule (a failure of the candidate is the
+    /// host's `HOST-POLICY-ERROR` deny, as it would be recorded).
+    pub new: Verdict,
+    /// What differs, in words.
+    pub detail: String,
+}
+
+/// A verdict and the rule that decided it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// `allow` or `deny`.
+    pub verdict: String,
+    /// The rule id.
+    pub rule: String,
+}
+
+/// What `policy diff` found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DiffReport {
+    /// The vendor id.
+    pub vendor: String,
+    /// The candidate's digest.
+    pub candidate: String,
+    /// Accounts of the vendor looked at.
+    pub accounts: u64,
+    /// Decisions re-decided.
+    pub decisions: u64,
+    /// Decisions decided the same way.
+    pub unchanged: u64,
+    /// Decisions decided differently, in chain order per account.
+    pub changes: Vec<Change>,
+}
+
+/// Re-decides every recorded policy decision of `vendor`'s accounts (from
+/// `since`, ms, if given) with `candidate`, from the exact input each record
+/// kept, and reports those it decides differently: another verdict, rule,
+/// message, rules or effects.
+pub fn diff(
+    store: &dyn Storage,
+    runtime: &Runtime,
+    candidate: &PolicyModule,
+    vendor: &str,
+    since: Option<i64>,
+) -> Result<DiffReport, ReplayError> {
+    let mut report = DiffReport {
+        vendor: vendor.to_owned(),
+        candidate: candidate.digest().to_hex(),
+        ..DiffReport::default()
+    };
+    for account in store.accounts()? {
+        if store.account_vendor(&account)?.as_deref() != Some(vendor) {
+            continue;
+        }
+        report.accounts += 1;
+        store.scan_records(&account, &mut |stored| {
+            let record = &stored.record;
+            let (Some(_), Some(input), Some(decision)) =
+                (&record.policy, &record.input, &record.decision)
+            else {
+                return Ok(());
+            };
+            if since.is_some_and(|since| record.time_ms < since) {
+                return Ok(());
+            }
+            report.decisions += 1;
+            let old = Verdict {
+                verdict: decision.verdict.as_str().to_owned(),
+                rule: decision.rule.clone(),
+            };
+            let evaluated = serde_json::from_value::<model::Request>(input.clone())
+                .map_err(|e| format!("the recorded input cannot be read: {e}"))
+                .and_then(|request| {
+                    runtime
+                        .evaluate(candidate, &request)
+                        .map_err(|e| e.to_string())
+                });
+            let (new, detail) = match evaluated {
+                Ok(evaluation) => {
+                    let now = &evaluation.decision;
+                    let new = Verdict {
+                        verdict: now.verdict.name().to_owned(),
+                        rule: now.rule.clone(),
+                    };
+                    (new, differs(decision, &record.effects, now))
+                }
+                Err(error) => (
+                    Verdict {
+                        verdict: "deny".into(),
+                        rule: HOST_POLICY_ERROR.into(),
+                    },
+                    (decision.rule != HOST_POLICY_ERROR)
+                        .then(|| format!("the candidate fails: {error}")),
+                ),
+            };
+            match detail {
+                None => report.unchanged += 1,
+                Some(detail) => report.changes.push(Change {
+                    account: account.clone(),
+                    seq: stored.seq.get(),
+                    time: crate::instant::format(record.time_ms),
+                    kind: record.kind.clone(),
+                    old,
+                    new,
+                    detail,
+                }),
+            }
+            Ok(())
+        })?;
+    }
+    Ok(report)
+}

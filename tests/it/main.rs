@@ -4,5 +4,6 @@ mod alloc;
 mod audit;
 mod conformance;
 mod fuzz_regressions;
+mod registry;
 mod runtime;
 mod service;

@@ -33,6 +33,9 @@ pub enum Command {
     Activate(super::registry::ActivateArgs),
     /// Make the module active before a vendor's current one active again.
     Rollback(super::registry::RollbackArgs),
+    /// Re-decide a vendor's recorded decisions with a candidate module and
+    /// list those that would change (exit 1 if any), before activating it.
+    Diff(super::registry::DiffArgs),
 }
 
 impl Command {
@@ -46,6 +49,7 @@ impl Command {
             Command::List(args) => args.run(),
             Command::Activate(args) => args.run(),
             Command::Rollback(args) => args.run(),
+            Command::Diff(args) => args.run(),
         }
     }
 }

@@ -162,3 +162,81 @@ impl RollbackArgs {
         Ok(ExitCode::SUCCESS)
     }
 }
+
+/// Arguments of `policy diff`.
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The candidate module.
+    pub file: PathBuf,
+    /// The vendor whose recorded decisions it re-decides; its `describe()`
+    /// must give the same vendor id.
+    #[arg(long)]
+    pub vendor: String,
+    /// Only decisions recorded at or after this instant (RFC 3339, e.g.
+    /// `2026-11-01T00:00:00Z`).
+    #[arg(long, value_parser = parse_instant)]
+    pub since: Option<i64>,
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_instant(text: &str) -> Result<i64, String> {
+    instant::parse(text).map_err(|e| e.to_string())
+}
+
+impl DiffArgs {
+    /// Runs the subcommand: exit 0 if no decision changes, 1 if any does.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let bytes = super::read_module(&self.file)?;
+        let host = open_existing(&self.db)?;
+        let candidate = host
+            .runtime()
+            .load(&bytes)
+            .with_context(|| format!("cannot load `{}`", self.file.display()))?;
+        let described = &candidate.description().vendor;
+        if *described != self.vendor {
+            anyhow::bail!(
+                "`{}` describes itself as vendor `{described}`, not `{}`",
+                self.file.display(),
+                self.vendor
+            );
+        }
+        let report = chaperone::replay::diff(
+            host.store(),
+            host.runtime(),
+            &candidate,
+            &self.vendor,
+            self.since,
+        )?;
+        if self.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            for c in &report.changes {
+                println!(
+                    "{} {} {} {}: {} `{}` -> {} `{}` ({})",
+                    c.account,
+                    c.seq,
+                    c.time,
+                    c.kind,
+                    c.old.verdict,
+                    c.old.rule,
+                    c.new.verdict,
+                    c.new.rule,
+                    c.detail
+                );
+            }
+            println!(
+                "{} of {} decisions in {} accounts of vendor `{}` would change with {}",
+                report.changes.len(),
+                report.decisions,
+                report.accounts,
+                report.vendor,
+                report.candidate
+            );
+        }
+        Ok(super::exit(report.changes.is_empty()))
+    }
+}
