@@ -43,22 +43,37 @@ use chaperone_store::registry::{Credential, RegistryError, Scope};
 
 use crate::instant;
 use crate::service::registry::{AuthError, CredentialError, InstallError};
-use crate::service::{Host, ParsedRequest, ServiceError, parse_request};
+use crate::service::{Host, ParsedRequest, ServiceError, parse_request, refuse_unknown_fields};
 
 /// The largest request body, except a module's.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// How the API is served.
-#[derive(Debug, Clone, Default)]
-pub struct ApiOptions {}
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// The longest a streamed export waits for the client to take a chunk.
+    pub write_timeout: Duration,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            write_timeout: crate::server::ServeLimits::default().write_timeout,
+        }
+    }
+}
 
 struct App {
     host: Host,
+    write_timeout: Duration,
 }
 
 /// The API's routes over `host`.
-pub fn router(host: Host, _options: ApiOptions) -> Router {
-    let app = Arc::new(App { host });
+pub fn router(host: Host, options: ApiOptions) -> Router {
+    let app = Arc::new(App {
+        host,
+        write_timeout: options.write_timeout,
+    });
     let module_limit = chaperone_runtime::Limits::default().module_bytes;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -394,6 +409,7 @@ async fn request(
 ) -> Result<Json<Value>, ApiError> {
     let credential = authenticate(&app, &headers).await?;
     let value = json_body(&headers, body)?;
+    refuse_unknown_fields(&value).map_err(ServiceError::from)?;
     let parsed = parse_request(&value).map_err(ServiceError::from)?;
     blocking(move || {
         let op = value.get("op").and_then(Value::as_str).unwrap_or_default();
@@ -512,6 +528,8 @@ async fn verify(
 struct ChunkWriter {
     buffer: Vec<u8>,
     sender: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    runtime: tokio::runtime::Handle,
+    write_timeout: Duration,
 }
 
 const EXPORT_CHUNK: usize = 64 * 1024;
@@ -525,9 +543,24 @@ impl ChunkWriter {
             &mut self.buffer,
             Vec::with_capacity(EXPORT_CHUNK),
         ));
-        self.sender
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))
+        // On a blocking thread of the runtime: wait for the client to take
+        // the chunk, but not forever (a client that stops reading must not
+        // hold the export's thread and read transaction).
+        let sent = self.runtime.block_on(tokio::time::timeout(
+            self.write_timeout,
+            self.sender.send(Ok(chunk)),
+        ));
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the client left",
+            )),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )),
+        }
     }
 }
 
@@ -572,10 +605,14 @@ async fn export(
     // Streamed: a bounded channel of chunks, filled by the export on a
     // blocking thread (which stops when the client goes away).
     let (sender, mut receiver) = tokio::sync::mpsc::channel(4);
+    let runtime = tokio::runtime::Handle::current();
+    let write_timeout = app.write_timeout;
     tokio::task::spawn_blocking(move || {
         let mut writer = ChunkWriter {
             buffer: Vec::with_capacity(EXPORT_CHUNK),
             sender: sender.clone(),
+            runtime: runtime.clone(),
+            write_timeout,
         };
         let result = app
             .host
@@ -585,7 +622,10 @@ async fn export(
             .and_then(|_| std::io::Write::flush(&mut writer).map_err(|e| e.to_string()));
         if let Err(error) = result {
             tracing::warn!(account = %id, %error, "export stopped");
-            let _ = sender.blocking_send(Err(std::io::Error::other(error)));
+            let _ = runtime.block_on(tokio::time::timeout(
+                write_timeout,
+                sender.send(Err(std::io::Error::other(error))),
+            ));
         }
     });
     let stream = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));

@@ -19,4 +19,5 @@ pub mod builtin;
 pub mod conformance;
 pub mod instant;
 pub mod replay;
+pub mod server;
 pub mod service;

@@ -27,7 +27,7 @@ pub use chaperone_model::{AccountSpec, StateStep, UserSpec};
 pub mod registry;
 pub mod request;
 
-pub use request::{ParsedRequest, ShapeError, parse_request};
+pub use request::{ParsedRequest, ShapeError, parse_request, refuse_unknown_fields};
 
 /// Rule id of a decision the host makes because the policy failed.
 pub const HOST_POLICY_ERROR: &str = "HOST-POLICY-ERROR";

@@ -3,6 +3,8 @@
 //! step; what install refuses; an activation made by another process
 //! picked up without a restart.
 
+#![expect(clippy::indexing_slicing, reason = "tests")]
+
 use std::time::{Duration, Instant};
 
 use chaperone::replay;

@@ -444,8 +444,16 @@ fn host_replay_detects_kept_module_bytes_that_do_not_match_the_digest() {
     let report = replay::replay(f.host.store(), f.host.runtime(), Some("acme"))
         .unwrap_or_else(|e| unreachable!("{e}"));
     assert!(report.mismatches.is_empty());
-    // Swap the kept module's bytes behind the host's back.
+    // Swap the kept module's bytes behind the host's back (the store's
+    // trigger refuses it; someone with the file drops the trigger first).
     let conn = rusqlite::Connection::open(f._dir.path().join("store.db"))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let refused = conn.execute("UPDATE modules SET bytes = x'00'", []);
+    assert!(
+        refused.is_err_and(|e| e.to_string().contains("append-only")),
+        "kept modules must be append-only"
+    );
+    conn.execute_batch("DROP TRIGGER modules_no_update")
         .unwrap_or_else(|e| unreachable!("{e}"));
     conn.execute(
         "UPDATE modules SET bytes = ?1",

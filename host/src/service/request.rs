@@ -263,6 +263,74 @@ pub fn parse_request(value: &Value) -> Result<ParsedRequest, ShapeError> {
     }
 }
 
+/// The members a request of operation `op` may have (`None`: `op` names
+/// no operation).
+pub fn fields_of(op: &str) -> Option<&'static [&'static str]> {
+    Some(match op {
+        "account" => &[
+            "op",
+            "id",
+            "policy",
+            "plan",
+            "environments",
+            "settings",
+            "seat_limit",
+        ],
+        "user" => &["op", "account", "id", "email", "role", "access", "rights"],
+        "remove_user" => &["op", "account", "id"],
+        "integration" => &["op", "account", "environment", "id"],
+        _ => match OperationKind::from_name(op)? {
+            OperationKind::SetSetting => &["op", "account", "actor", "key", "value"],
+            OperationKind::Grant => &[
+                "op",
+                "account",
+                "actor",
+                "environment",
+                "scope",
+                "expires_in",
+            ],
+            OperationKind::Modify => &["op", "account", "actor", "grant", "scope", "expires_in"],
+            OperationKind::Revoke => &["op", "account", "actor", "grant"],
+            OperationKind::Invite => &["op", "account", "actor", "agent", "email"],
+            OperationKind::CreateServiceAccount => &["op", "account", "agent"],
+            OperationKind::SetRights => &["op", "account", "actor", "service_account", "rights"],
+            OperationKind::RemoveServiceAccount => &["op", "account", "actor", "service_account"],
+            OperationKind::Custom => &["op", "account", "actor", "agent", "name", "params"],
+            OperationKind::Act => &["op", "account", "agent", "action"],
+        },
+    })
+}
+
+/// Refuses a request object with members its operation does not have (the
+/// HTTP API's strict reading; scenarios keep such members as given). The
+/// error names them, and the members the operation has.
+pub fn refuse_unknown_fields(value: &Value) -> Result<(), ShapeError> {
+    let (Some(object), Some(op)) = (value.as_object(), value.get("op").and_then(Value::as_str))
+    else {
+        return Ok(());
+    };
+    let Some(known) = fields_of(op) else {
+        return Ok(());
+    };
+    let unknown: Vec<String> = object
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .take(8)
+        .map(|k| format!("`{}`", clip(k)))
+        .collect();
+    match unknown.first() {
+        None => Ok(()),
+        Some(first) => Err(ShapeError::new(
+            first.trim_matches('`'),
+            format!(
+                "is not a field of `{op}` (unknown: {}); its fields are {}",
+                unknown.join(", "),
+                known.join(", ")
+            ),
+        )),
+    }
+}
+
 /// Who may ask for an operation.
 enum Asker {
     /// A customer user (`actor`).
@@ -779,5 +847,55 @@ mod tests {
             matches!(parsed, Ok(ParsedRequest::Operation(_))),
             "{parsed:?}"
         );
+    }
+
+    #[test]
+    fn the_api_refuses_members_an_operation_does_not_have_and_names_them() {
+        let ok = json!({"op": "grant", "account": "a", "actor": "u", "environment": "e",
+                        "scope": {}, "expires_in": {"days": 1}});
+        assert_eq!(refuse_unknown_fields(&ok), Ok(()));
+        let mut extra = ok.clone();
+        if let Some(fields) = extra.as_object_mut() {
+            fields.insert("note".into(), json!("x".repeat(10)));
+        }
+        let Err(error) = refuse_unknown_fields(&extra) else {
+            unreachable!("`note` is no field of grant")
+        };
+        assert_eq!(error.field, "note");
+        assert!(
+            error.problem.contains("its fields are op, account, actor"),
+            "{error}"
+        );
+        // Every field a well-formed request of each operation may carry is known.
+        for (op, fields) in [
+            (
+                "account",
+                vec![
+                    "id",
+                    "policy",
+                    "plan",
+                    "environments",
+                    "settings",
+                    "seat_limit",
+                ],
+            ),
+            ("act", vec!["account", "agent", "action"]),
+            (
+                "custom",
+                vec!["account", "actor", "agent", "name", "params"],
+            ),
+        ] {
+            let mut value = json!({"op": op});
+            if let Some(members) = value.as_object_mut() {
+                for f in fields {
+                    members.insert(f.into(), Value::Null);
+                }
+            }
+            assert_eq!(refuse_unknown_fields(&value), Ok(()), "{value}");
+        }
+        // Every operation has a field list.
+        for op in STATE_OPS.iter().copied().chain(policy_ops()) {
+            assert!(fields_of(op).is_some(), "{op}");
+        }
     }
 }

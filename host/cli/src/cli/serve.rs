@@ -26,6 +26,9 @@ pub struct Args {
     /// store is refused.
     #[arg(long)]
     pub create: bool,
+    /// Open connections at most (one more is closed at once).
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
     /// Seconds between expiry sweeps.
     #[arg(long, default_value_t = 60)]
     pub sweep_every: u64,
@@ -92,10 +95,11 @@ impl Args {
             listener.local_addr()?,
             self.db.db.display()
         );
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("the server failed")?;
+        let limits = chaperone::server::ServeLimits {
+            max_connections: self.max_connections,
+            ..Default::default()
+        };
+        chaperone::server::serve(listener, router, limits, shutdown_signal()).await;
         say("chaperone: stopped");
         Ok(())
     }
