@@ -80,7 +80,7 @@ pub use storage::{
 pub const AUDIT_SCHEMA_VERSION: i64 = 1;
 
 /// The newest schema version (the last of [`migrations::MIGRATIONS`]).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for another process's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -533,8 +533,8 @@ impl Store {
         self.with_reader(|conn| f(conn).map_err(StoreError::from))
     }
 
-    /// Signs a checkpoint of every chain head at `now_ms`, stores it, and
-    /// returns it.
+    /// Signs a checkpoint of every chain head at `now_ms`, stores it with
+    /// the heads its tree commits to (its note names none), and returns it.
     pub fn checkpoint(&self, now_ms: i64) -> Result<Checkpoint, StoreError> {
         let signer = self
             .inner
