@@ -14,7 +14,6 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 
 use chaperone_log::chain::{self, ChainHash, Seq};
-use chaperone_log::heads::LeafOrder;
 use chaperone_log::keys::Verifier;
 use chaperone_log::verify::{
     ChainOutcome, ChainStart, Failure, Problem, RawRow, Report, SignedHeads, check_chain, forks,
@@ -154,7 +153,7 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
     // Checkpoints (S2, S3): signatures, the stored ones' columns, and the
     // heads each commits to. The rows first: a checkpoint signed meanwhile
     // is not read, and its heads are not looked for.
-    let (stored, mut kept) = read::in_snapshot(&conn, || -> Result<_, VerifyError> {
+    let (stored, kept) = read::in_snapshot(&conn, || -> Result<_, VerifyError> {
         Ok((
             checkpoints::rows(&conn)?,
             checkpoints::all_kept_heads(&conn)?,
@@ -194,8 +193,7 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
                         },
                     });
                 }
-                let kept_here = kept.remove(&row.id);
-                match stored_heads(&cp, kept_here) {
+                match stored_heads(&cp, kept.get(&row.id).cloned()) {
                     Ok(heads) => trusted.push(SignedHeads {
                         label,
                         time_ms: cp.time_ms,
@@ -208,7 +206,7 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
         for external in &options.checkpoints {
             let label = external.label.clone();
             if let Some(cp) = open_checkpoint(&label, &external.note, verifier, &mut report) {
-                match external_heads(&cp, &trusted, &kept) {
+                match external_heads(&cp, &kept) {
                     Ok(heads) => trusted.push(SignedHeads {
                         label,
                         time_ms: cp.time_ms,
@@ -354,22 +352,19 @@ fn stored_heads(
 }
 
 /// The heads a checkpoint from outside the store commits to: the ones its
-/// note lists (version 1), or any head set the store keeps that is its tree
-/// (version 2): a stored checkpoint's, or one whose checkpoint row is gone.
+/// note lists (version 1), or the heads kept for any checkpoint id that are
+/// its tree (version 2), whether or not that checkpoint's row is still
+/// there; the empty set for a tree of no head.
 fn external_heads(
     cp: &Checkpoint,
-    trusted: &[SignedHeads],
     kept: &BTreeMap<i64, Result<TreeHeads, String>>,
 ) -> Result<TreeHeads, String> {
     if let Some(listed) = &cp.listed {
         return Ok(listed.clone());
     }
     let empty = TreeHeads::new(Vec::new()).map_err(|e| e.to_string())?;
-    trusted
-        .iter()
-        .map(|signed| &signed.heads)
-        .filter(|heads| heads.order() == LeafOrder::LeafHash)
-        .chain(kept.values().filter_map(|set| set.as_ref().ok()))
+    kept.values()
+        .filter_map(|set| set.as_ref().ok())
         .chain(std::iter::once(&empty))
         .find(|heads| reproduces(heads, cp))
         .cloned()
