@@ -603,12 +603,13 @@ fn mutate(u: &mut Unstructured<'_>, bytes: &mut Vec<u8>) -> Drawn<()> {
 }
 
 /// A clean export of 1 to 6 records built from the input, with its signed
-/// checkpoint (over this account and maybe others) and inclusion proof;
-/// and how many records it has.
+/// checkpoint (over this account and maybe others, none of them named in
+/// it) and the account's head with its inclusion proof; and how many
+/// records it has.
 fn built_export(u: &mut Unstructured<'_>) -> Drawn<(Vec<u8>, u64)> {
     use chaperone_log::chain::{genesis, link};
     use chaperone_log::export::{checkpoint_line, header_line, proof_line, push_record_line};
-    use chaperone_log::{ChainHead, Checkpoint, Seq};
+    use chaperone_log::{ChainHead, Checkpoint, Seq, TreeHeads};
     let account = (*u.choose(&["acme", "globex", "a", "x-1_2.z"])?).to_owned();
     let count = u.int_in_range(1..=6u64)?;
     let mut out = header_line(&account, count).into_bytes();
@@ -639,13 +640,17 @@ fn built_export(u: &mut Unstructured<'_>) -> Drawn<(Vec<u8>, u64)> {
         };
         heads.push((name, ChainHead { seq, hash }));
     }
-    let checkpoint = Checkpoint::sign(&signer(), u.arbitrary()?, heads);
+    let Ok(tree) = TreeHeads::new(heads) else {
+        return Err(arbitrary::Error::IncorrectFormat);
+    };
+    let checkpoint = Checkpoint::sign(&signer(), u.arbitrary()?, &tree);
+    let Some(proof) = tree.proof(&account) else {
+        return Err(arbitrary::Error::IncorrectFormat);
+    };
     out.extend_from_slice(checkpoint_line(&checkpoint.note).as_bytes());
     out.push(b'\n');
-    if let Some(proof) = proof_line(&checkpoint, &account) {
-        out.extend_from_slice(proof.as_bytes());
-        out.push(b'\n');
-    }
+    out.extend_from_slice(proof_line(&proof).as_bytes());
+    out.push(b'\n');
     Ok((out, count))
 }
 

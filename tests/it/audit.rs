@@ -1,6 +1,7 @@
 //! Audit log tests: the documented format (known-answer test), the store's
 //! write semantics, tamper detection (each case, then random tamperings),
-//! export verification, and crash safety under SIGKILL.
+//! export verification, stores from before checkpoints stopped naming
+//! accounts, and crash safety under SIGKILL.
 
 #![expect(
     clippy::unwrap_used,
@@ -14,11 +15,16 @@ mod export;
 mod kat;
 mod proptests;
 mod tamper;
+mod upgrade;
 mod writes;
 
 use std::path::{Path, PathBuf};
 
-use chaperone_log::keys;
+use chaperone_log::ChainHead;
+use chaperone_log::checkpoint::Checkpoint;
+use chaperone_log::heads::head_line;
+use chaperone_log::keys::{self, Signer};
+use chaperone_log::merkle::{self, TreeHash};
 use chaperone_log::verify::Report;
 use chaperone_store::verify::{self, VerifyOptions};
 use chaperone_store::{ActorRef, DecisionRecord, PolicyRef, RecordDraft, Store, Verdict};
@@ -170,10 +176,82 @@ pub fn raw(path: &Path) -> rusqlite::Connection {
          DROP TRIGGER IF EXISTS audit_records_no_delete;
          DROP TRIGGER IF EXISTS audit_checkpoints_no_update;
          DROP TRIGGER IF EXISTS audit_checkpoints_no_delete;
-         PRAGMA ignore_check_constraints = ON;",
+         DROP TRIGGER IF EXISTS audit_checkpoint_heads_no_update;
+         DROP TRIGGER IF EXISTS audit_checkpoint_heads_no_delete;
+         PRAGMA ignore_check_constraints = ON;
+         PRAGMA foreign_keys = OFF;",
     )
     .unwrap();
     conn
+}
+
+/// A version 1 checkpoint note, as stores signed them before checkpoints
+/// stopped naming accounts (`docs/audit-format.md`, "Checkpoints"): every
+/// head listed, sorted by account id, and the root over them in that order.
+/// Built here from the format, since the log no longer writes one.
+pub fn v1_note(signer: &Signer, time_ms: i64, mut heads: Vec<(String, ChainHead)>) -> String {
+    use base64::Engine as _;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    heads.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let lines: Vec<String> = heads.iter().map(|(a, h)| head_line(a, h)).collect();
+    let leaves: Vec<TreeHash> = lines
+        .iter()
+        .map(|line| merkle::leaf_hash(line.as_bytes()))
+        .collect();
+    let mut text = format!(
+        "{}\n{}\n{}\ntime {time_ms}\n",
+        signer.name(),
+        heads.len(),
+        base64.encode(merkle::root(&leaves).as_bytes())
+    );
+    for line in lines {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let mut blob = signer.verifier().id().to_vec();
+    blob.extend_from_slice(&signer.sign(text.as_bytes()).to_bytes());
+    format!(
+        "{text}\n\u{2014} {} {}\n",
+        signer.name(),
+        base64.encode(&blob)
+    )
+}
+
+/// Stores a checkpoint with the heads its tree commits to, as the store
+/// does (a version 2 `cp`) or did before (a version 1 note, no kept heads):
+/// for a signer who signs what they like, or a store from before version 4.
+/// Returns its id.
+pub fn store_checkpoint(
+    conn: &rusqlite::Connection,
+    cp: &Checkpoint,
+    heads: &[(String, ChainHead)],
+) -> i64 {
+    conn.execute(
+        "INSERT INTO audit_checkpoints (time_ms, tree_size, root, note) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![
+            cp.time_ms,
+            i64::try_from(cp.tree_size).unwrap(),
+            cp.root.as_bytes().as_slice(),
+            cp.note
+        ],
+    )
+    .unwrap();
+    let id = conn.last_insert_rowid();
+    if cp.listed.is_none() {
+        for (account, head) in heads {
+            conn.execute(
+                "INSERT INTO audit_checkpoint_heads (checkpoint, account, seq, hash) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![id, account, head.seq.to_i64(), head.hash.as_bytes().as_slice()],
+            )
+            .unwrap();
+        }
+    }
+    id
+}
+
+/// The store's signing key.
+pub fn signer(fixture: &Fixture) -> Signer {
+    keys::load_signer(&fixture.path).unwrap().unwrap()
 }
 
 /// Verifies with the store's public key (and `extra` options), with both the

@@ -3,12 +3,15 @@
 //! (`docs/audit-format.md`, "Export").
 //!
 //! ```text
-//! {"type":"header","format":"chaperone-audit-export","version":1,"account":"acme","records":2}
+//! {"type":"header","format":"chaperone-audit-export","version":2,"account":"acme","records":2}
 //! {"type":"record","seq":1,"hash":"<hex>","bytes":"<base64>","record":{...the bytes as JSON...}}
 //! {"type":"record","seq":2,...}
 //! {"type":"checkpoint","note":"<the latest signed checkpoint>"}
-//! {"type":"proof","account":"acme","leaf_index":0,"tree_size":3,"path":["<hex>",...]}
+//! {"type":"proof","head":"head acme 2 <hex>","leaf_index":0,"tree_size":3,"path":["<hex>",...]}
 //! ```
+//!
+//! The checkpoint's note names no account; the proof line carries the
+//! account's own head line and its inclusion proof against the note's root.
 
 use std::io::BufRead;
 
@@ -16,10 +19,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use super::chain::{ChainHash, Seq};
-use super::checkpoint::{self, Checkpoint};
+use super::chain::{ChainHash, ChainHead, Seq};
+use super::checkpoint::{Checkpoint, NoteVersion};
+use super::heads::{HeadProof, parse_head_line};
 use super::keys::Verifier;
-use super::merkle::{self, InclusionProof, LeafIndex, TreeHash, TreeSize};
+use super::merkle::{InclusionProof, LeafIndex, TreeHash, TreeSize};
 use super::verify::{
     ChainStart, Failure, Problem, RawRow, Report, VerifyError, check_chain, open_checkpoint,
 };
@@ -27,14 +31,16 @@ use super::verify::{
 /// The `format` of an export's header line.
 pub const EXPORT_FORMAT: &str = "chaperone-audit-export";
 
-/// The export format version.
-pub const EXPORT_VERSION: u64 = 1;
+/// The export format version: 2, whose checkpoint names no account and
+/// whose proof line carries the account's head. Version 1 (a checkpoint
+/// listing every account's head) is not read.
+pub const EXPORT_VERSION: u64 = 2;
 
 /// How deep an export line's JSON may nest: a record line holds a record
 /// (at most [`crate::record::MAX_RECORD_DEPTH`] levels) one level down.
 const MAX_LINE_DEPTH: usize = crate::record::MAX_RECORD_DEPTH + 1;
 
-/// The export's first line: `{"type":"header","format":...,"version":1,
+/// The export's first line: `{"type":"header","format":...,"version":2,
 /// "account":A,"records":N}` (members in this order, no newline).
 pub fn header_line(account: &str, records: u64) -> String {
     let mut out = Vec::with_capacity(96 + account.len());
@@ -80,22 +86,22 @@ pub fn checkpoint_line(note: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The proof line of `account`'s head in `checkpoint`, if the checkpoint
-/// names it: `{"type":"proof","account":A,"leaf_index":M,"tree_size":T,
+/// The proof line of an account's head:
+/// `{"type":"proof","head":"head A S HEX","leaf_index":M,"tree_size":T,
 /// "path":[HEX,...]}` (no newline).
-pub fn proof_line(checkpoint: &Checkpoint, account: &str) -> Option<String> {
-    let proof = checkpoint.inclusion_proof(account)?;
-    let mut out = Vec::with_capacity(96 + account.len() + 67 * proof.path.len());
-    out.extend_from_slice(b"{\"type\":\"proof\",\"account\":");
-    crate::record::write_str(&mut out, account);
+pub fn proof_line(proof: &HeadProof) -> String {
+    let line = proof.line();
+    let mut out = Vec::with_capacity(96 + line.len() + 67 * proof.proof.path.len());
+    out.extend_from_slice(b"{\"type\":\"proof\",\"head\":");
+    crate::record::write_str(&mut out, &line);
     out.extend_from_slice(
         format!(
             ",\"leaf_index\":{},\"tree_size\":{},\"path\":[",
-            proof.index.0, proof.size.0
+            proof.proof.index.0, proof.proof.size.0
         )
         .as_bytes(),
     );
-    for (i, hash) in proof.path.iter().enumerate() {
+    for (i, hash) in proof.proof.path.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -104,7 +110,7 @@ pub fn proof_line(checkpoint: &Checkpoint, account: &str) -> Option<String> {
         out.push(b'"');
     }
     out.extend_from_slice(b"]}");
-    Some(String::from_utf8_lossy(&out).into_owned())
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Reads an export's lines: the record lines as rows for the chain check,
@@ -213,8 +219,9 @@ impl<R: BufRead> Iterator for ExportLines<R> {
 
 /// Verifies an export offline: the chain from its genesis, the record count
 /// in the header, the checkpoint's signature (with `verifier`, which is
-/// required even when there is no checkpoint), the account's head in it,
-/// and the inclusion proof of that head.
+/// required even when there is no checkpoint), the account's head that the
+/// proof line proves against the checkpoint's root, and the chain against
+/// that head.
 pub fn verify_export(
     reader: impl BufRead,
     verifier: Option<&Verifier>,
@@ -239,10 +246,10 @@ pub fn verify_export(
             "the first line is not a chaperone audit export header".into(),
         ));
     }
-    if header_field("version").and_then(Value::as_u64) != Some(EXPORT_VERSION) {
-        return Err(VerifyError::Export(
-            "the export's version is not supported".into(),
-        ));
+    let version = header_field("version");
+    if version.and_then(Value::as_u64) != Some(EXPORT_VERSION) {
+        let shown = version.map_or_else(|| "(none)".to_owned(), Value::to_string);
+        return Err(VerifyError::UnsupportedVersion(shown));
     }
     let account = header_field("account")
         .and_then(Value::as_str)
@@ -322,36 +329,47 @@ pub fn verify_export(
     let label = "the export's checkpoint".to_owned();
     if let Some(note) = checkpoint_note {
         if let Some(cp) = open_checkpoint(&label, &note, verifier, &mut report) {
-            match cp.head(&account) {
-                Some(head) if head.seq.get() < limit => {
-                    if head.seq.get() > outcome.valid_through {
-                        found.push((
-                            after,
-                            Problem::Truncated {
-                                expected: head.seq,
-                                evidence: label.clone(),
-                            },
-                        ));
-                    } else {
-                        let index = usize::try_from(head.seq.get() - 1).unwrap_or(usize::MAX);
-                        if hashes.get(index) != Some(&head.hash) {
+            if cp.version != NoteVersion::V2 {
+                report.failures.push(Failure {
+                    account: None,
+                    seq: None,
+                    problem: Problem::BadCheckpoint {
+                        checkpoint: label.clone(),
+                        detail:
+                            "a version 1 note (it lists every account's head) in a version 2 export"
+                                .into(),
+                    },
+                });
+            } else {
+                match proven_head(&cp, &account, proof_line.as_ref()) {
+                    Err(detail) => report.failures.push(Failure {
+                        account: Some(account.clone()),
+                        seq: None,
+                        problem: Problem::BadProof { detail },
+                    }),
+                    Ok(head) if head.seq.get() < limit => {
+                        if head.seq.get() > outcome.valid_through {
                             found.push((
-                                head.seq,
-                                Problem::CheckpointMismatch {
-                                    checkpoint: label.clone(),
+                                after,
+                                Problem::Truncated {
+                                    expected: head.seq,
+                                    evidence: label.clone(),
                                 },
                             ));
+                        } else {
+                            let index = usize::try_from(head.seq.get() - 1).unwrap_or(usize::MAX);
+                            if hashes.get(index) != Some(&head.hash) {
+                                found.push((
+                                    head.seq,
+                                    Problem::CheckpointMismatch {
+                                        checkpoint: label.clone(),
+                                    },
+                                ));
+                            }
                         }
                     }
+                    Ok(_) => {}
                 }
-                _ => {}
-            }
-            if let Some(detail) = proof_problem(&cp, &account, proof_line.as_ref()) {
-                report.failures.push(Failure {
-                    account: Some(account.clone()),
-                    seq: None,
-                    problem: Problem::BadProof { detail },
-                });
             }
         }
     } else if proof_line.is_some() {
@@ -364,17 +382,23 @@ pub fn verify_export(
     Ok(report)
 }
 
-/// What is wrong with the export's inclusion proof of the account's head, if
-/// anything.
-fn proof_problem(cp: &Checkpoint, account: &str, line: Option<&Value>) -> Option<String> {
-    let Some(head) = cp.head(account) else {
-        return line.map(|_| "the checkpoint names no head for the account".to_owned());
-    };
+/// The account's head as the export's proof line proves it in the signed
+/// tree of `cp` (step E5), or what is wrong with the proof line.
+fn proven_head(cp: &Checkpoint, account: &str, line: Option<&Value>) -> Result<ChainHead, String> {
     let Some(line) = line else {
-        return Some("the export has no inclusion proof of the account's head".into());
+        return Err(
+            "the export has a checkpoint but no inclusion proof of the account's head".into(),
+        );
     };
-    if line.get("account").and_then(Value::as_str) != Some(account) {
-        return Some("the proof is for another account".into());
+    let Some((named, head)) = line
+        .get("head")
+        .and_then(Value::as_str)
+        .and_then(parse_head_line)
+    else {
+        return Err("the proof line has no valid head line".into());
+    };
+    if named != account {
+        return Err("the proven head is another account's".into());
     }
     let index = line.get("leaf_index").and_then(Value::as_u64);
     let size = line.get("tree_size").and_then(Value::as_u64);
@@ -384,18 +408,20 @@ fn proof_problem(cp: &Checkpoint, account: &str, line: Option<&Value>) -> Option
             .collect()
     });
     let (Some(index), Some(size), Some(path)) = (index, size, path) else {
-        return Some("the proof line is malformed".into());
+        return Err("the proof line is malformed".into());
     };
-    if size != cp.heads.len() as u64 {
-        return Some("the proof's tree size differs from the checkpoint's".into());
+    if size != cp.tree_size {
+        return Err("the proof's tree size differs from the checkpoint's".into());
     }
-    let proof = InclusionProof {
-        index: LeafIndex(index),
-        size: TreeSize(size),
-        path,
+    let proof = HeadProof {
+        account: named,
+        head,
+        proof: InclusionProof {
+            index: LeafIndex(index),
+            size: TreeSize(size),
+            path,
+        },
     };
-    let leaf = merkle::leaf_hash(checkpoint::head_line(account, &head).as_bytes());
-    merkle::verify_inclusion(&leaf, &proof, &cp.root)
-        .err()
-        .map(|e| e.to_string())
+    proof.verify(&cp.root).map_err(|e| e.to_string())?;
+    Ok(head)
 }

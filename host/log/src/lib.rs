@@ -4,16 +4,21 @@
 //! record in its account's hash chain. A record's exact canonical bytes are
 //! stored, and the chain hash after record `n` is
 //! `BLAKE3(RECORD_TAG || hash_{n-1} || bytes_n)`, starting from a fixed
-//! per-account genesis value. Signed checkpoints name every chain's head and
-//! a Merkle root over the heads, so a cut tail or a rewritten chain shows.
+//! per-account genesis value. A signed checkpoint commits to every chain's
+//! head with a Merkle root over the heads, so a cut tail or a rewritten chain
+//! shows; its note names the root and the number of chains but no account,
+//! and an account's export proves that account's head alone against it.
 //! The byte-level format is written down in `docs/audit-format.md`.
 //!
 //! Code map:
 //! - [`record`]: drafts, canonical record bytes, decoded records, and what
 //!   a verifier accepts as a record (with the strict JSON scanner of `json`);
 //! - [`chain`]: sequence numbers, chain hashes, genesis and link;
-//! - [`merkle`]: the RFC 6962-shaped BLAKE3 tree over heads, inclusion proofs;
-//! - [`checkpoint`]: signed notes (C2SP signed-note) of every head;
+//! - [`merkle`]: the RFC 6962-shaped BLAKE3 tree, inclusion proofs;
+//! - [`heads`]: a checkpoint's heads (the tree's leaves), an account's head
+//!   with its inclusion proof;
+//! - [`checkpoint`]: signed notes (C2SP signed-note) of the tree's size and
+//!   root;
 //! - [`keys`]: the log's Ed25519 key pair and its file encodings;
 //! - [`verify`]: chain and checkpoint verification, with the first bad record;
 //! - [`export`]: the export format (JSON Lines) and its offline verification;
@@ -85,6 +90,7 @@ macro_rules! blake3_hash_type {
 pub mod chain;
 pub mod checkpoint;
 pub mod export;
+pub mod heads;
 mod json;
 pub mod keys;
 pub mod merkle;
@@ -94,6 +100,7 @@ pub mod verify;
 
 pub use chain::{ChainHash, ChainHead, Seq};
 pub use checkpoint::Checkpoint;
+pub use heads::{HeadProof, TreeHeads};
 pub use record::{
     ActorRef, DecisionRecord, PolicyRef, Prepared, Record, RecordDraft, StoredRecord, Verdict,
 };

@@ -14,8 +14,9 @@ use chaperone_log::offline::{self, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
 const USAGE: &str = "\
 Verify an audit export offline: every record's hash and place in the
-account's chain, the record count, the checkpoint's signature, the account's
-head in it and the head's inclusion proof.
+account's chain, the record count, the checkpoint's signature, the inclusion
+proof of the account's head against the checkpoint's root, and the chain
+against that head.
 
 Usage: chaperone-verify <EXPORT> --pubkey <FILE> [--json]
 

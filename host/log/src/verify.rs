@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::chain::{self, ChainHash, Seq};
 use super::checkpoint::{Checkpoint, CheckpointError};
+use super::heads::TreeHeads;
 use super::keys::Verifier;
 use super::record;
 
@@ -99,6 +100,14 @@ pub enum Problem {
         /// Why.
         detail: String,
     },
+    /// The store keeps no heads for a signed (version 2) checkpoint that
+    /// reproduce its root: it cannot show what the checkpoint committed to.
+    BadHeads {
+        /// The checkpoint.
+        checkpoint: String,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl Problem {
@@ -120,6 +129,7 @@ impl Problem {
             Problem::Fork { .. } => "fork",
             Problem::DecodedMismatch => "decoded-mismatch",
             Problem::BadProof { .. } => "bad-proof",
+            Problem::BadHeads { .. } => "bad-heads",
         }
     }
 }
@@ -179,6 +189,9 @@ impl fmt::Display for Problem {
                 f.write_str("the export's decoded fields differ from the record's bytes")
             }
             Problem::BadProof { detail } => write!(f, "bad inclusion proof: {detail}"),
+            Problem::BadHeads { checkpoint, detail } => {
+                write!(f, "bad checkpoint heads: {checkpoint}: {detail}")
+            }
         }
     }
 }
@@ -325,6 +338,11 @@ pub enum VerifyError {
     /// An export is not in the export format.
     #[error("malformed export: {0}")]
     Export(String),
+    /// An export of another version than this verifier reads.
+    #[error(
+        "export version {0} is not supported: this verifier reads version 2 (export the account again with this version of Chaperone)"
+    )]
+    UnsupportedVersion(String),
 }
 
 /// A row of a chain as the reference verifier sees it.
@@ -570,25 +588,17 @@ pub fn open_checkpoint(
     None
 }
 
-/// Checks checkpoint notes, recording bad ones in `report`; returns the
-/// signed ones in the order of [`order_checkpoints`].
-pub fn open_checkpoints(
-    notes: Vec<(String, String)>,
-    verifier: Option<&Verifier>,
-    report: &mut Report,
-) -> Result<Vec<(String, Checkpoint)>, VerifyError> {
-    if notes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let verifier = verifier.ok_or(VerifyError::NoPublicKey)?;
-    let mut trusted = Vec::new();
-    for (label, note) in notes {
-        if let Some(cp) = open_checkpoint(&label, &note, verifier, report) {
-            trusted.push((label, cp));
-        }
-    }
-    order_checkpoints(&mut trusted);
-    Ok(trusted)
+/// A signed checkpoint with the heads of its tree: the heads its note lists
+/// (version 1), or those the store keeps for it, checked against its root
+/// (version 2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedHeads {
+    /// How reports name the checkpoint.
+    pub label: String,
+    /// Its time.
+    pub time_ms: i64,
+    /// Its heads.
+    pub heads: TreeHeads,
 }
 
 /// Puts signed checkpoints in the order their consistency is checked in
@@ -596,23 +606,22 @@ pub fn open_checkpoints(
 /// then as they were given (the sort is stable). So of two checkpoints with
 /// the same time, the one that can extend the other comes second, whatever
 /// order they were found in.
-pub fn order_checkpoints(trusted: &mut [(String, Checkpoint)]) {
-    trusted.sort_by_cached_key(|(_, cp)| {
-        let sum: u128 = cp.heads.iter().map(|(_, h)| u128::from(h.seq.get())).sum();
-        (cp.time_ms, sum)
-    });
+pub fn order_checkpoints(trusted: &mut [SignedHeads]) {
+    trusted.sort_by_cached_key(|signed| (signed.time_ms, signed.heads.seq_sum()));
 }
 
 /// Heads that went backwards, changed at the same sequence number, or
-/// vanished between consecutive checkpoints.
-pub fn forks(trusted: &[(String, Checkpoint)]) -> Vec<(String, Seq, Problem)> {
+/// vanished between consecutive checkpoints: each checkpoint must extend the
+/// one before it, as far as the earlier one's heads go.
+pub fn forks(trusted: &[SignedHeads]) -> Vec<(String, Seq, Problem)> {
     let mut out = Vec::new();
     for pair in trusted.windows(2) {
-        let [(older_label, older), (newer_label, newer)] = pair else {
+        let [older, newer] = pair else {
             continue;
         };
-        for (account, old) in &older.heads {
-            let detail = match newer.head(account) {
+        let mut found: Vec<(String, Seq, Problem)> = Vec::new();
+        for (account, old) in older.heads.iter() {
+            let detail = match newer.heads.head(account) {
                 None => Some("it no longer names the chain".to_owned()),
                 Some(new) if new.seq < old.seq => Some(format!(
                     "the head went back from record {} to {}",
@@ -624,17 +633,20 @@ pub fn forks(trusted: &[(String, Checkpoint)]) -> Vec<(String, Seq, Problem)> {
                 Some(_) => None,
             };
             if let Some(detail) = detail {
-                out.push((
-                    account.clone(),
+                found.push((
+                    account.to_owned(),
                     old.seq,
                     Problem::Fork {
-                        older: older_label.clone(),
-                        newer: newer_label.clone(),
+                        older: older.label.clone(),
+                        newer: newer.label.clone(),
                         detail,
                     },
                 ));
             }
         }
+        // By account, whatever the order of the older tree's leaves.
+        found.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        out.extend(found);
     }
     out
 }
@@ -796,21 +808,25 @@ mod tests {
 
     #[test]
     fn checkpoints_at_equal_times_are_ordered_by_their_heads() {
-        let signer = crate::keys::Signer::from_seed("test/log", [3; 32]).unwrap();
-        let head = |seq| {
-            vec![(
+        let signed = |label: &str, seq| SignedHeads {
+            label: label.to_owned(),
+            time_ms: 5,
+            heads: TreeHeads::new(vec![(
                 "acme".to_owned(),
                 crate::ChainHead {
                     seq: Seq::new(seq).unwrap(),
                     hash: chain::genesis("acme"),
                 },
-            )]
+            )])
+            .unwrap(),
         };
-        let later = Checkpoint::sign(&signer, 5, head(7));
-        let earlier = Checkpoint::sign(&signer, 5, head(3));
-        let mut trusted = vec![("b".to_owned(), later), ("a".to_owned(), earlier)];
+        let mut trusted = vec![signed("b", 7), signed("a", 3)];
         order_checkpoints(&mut trusted);
-        assert_eq!(trusted[0].0, "a");
+        assert_eq!(trusted[0].label, "a");
         assert!(forks(&trusted).is_empty());
+        trusted.swap(0, 1);
+        let found = forks(&trusted);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].0.as_str(), found[0].1.get()), ("acme", 7));
     }
 }

@@ -11,7 +11,7 @@ use chaperone_log::chain::{self, ChainHead, Seq};
 use chaperone_log::export::{checkpoint_line, header_line, proof_line, push_record_line};
 use chaperone_log::keys;
 use chaperone_log::record::{self, RecordDraft};
-use chaperone_log::{Checkpoint, offline};
+use chaperone_log::{Checkpoint, TreeHeads, offline};
 use serde_json::json;
 
 /// Writes an export of `count` records of `account`, with a checkpoint of
@@ -51,9 +51,12 @@ fn write_export(dir: &Path, account: &str, count: u64) -> (PathBuf, PathBuf) {
             },
         ),
     ];
-    let checkpoint = Checkpoint::sign(&signer, 1_800_000_000_000, heads);
+    let tree = TreeHeads::new(heads).unwrap();
+    let checkpoint = Checkpoint::sign(&signer, 1_800_000_000_000, &tree);
+    assert!(!checkpoint.note.contains("other"), "{}", checkpoint.note);
     out.extend_from_slice(format!("{}\n", checkpoint_line(&checkpoint.note)).as_bytes());
-    out.extend_from_slice(format!("{}\n", proof_line(&checkpoint, account).unwrap()).as_bytes());
+    let proof = tree.proof(account).unwrap();
+    out.extend_from_slice(format!("{}\n", proof_line(&proof)).as_bytes());
     let export = dir.join("acme.jsonl");
     std::fs::write(&export, out).unwrap();
     (export, keys::public_key_path(&db))
@@ -144,6 +147,29 @@ fn a_file_that_is_no_export_is_a_usage_error() {
     // No key given: usage.
     let (code, _, _) = run(&[junk.as_os_str()]);
     assert_eq!(code, 2);
+}
+
+/// An export of version 1 (whose checkpoint listed every account) is not
+/// read: no verdict, exit 2, saying what to do.
+#[test]
+fn a_version_1_export_is_a_usage_error_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (export, pubkey) = write_export(dir.path(), "acme", 2);
+    let text = std::fs::read_to_string(&export).unwrap();
+    std::fs::write(
+        &export,
+        text.replacen("\"version\":2,", "\"version\":1,", 1),
+    )
+    .unwrap();
+    let (code, stdout, stderr) =
+        run(&[export.as_os_str(), "--pubkey".as_ref(), pubkey.as_os_str()]);
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("export version 1 is not supported")
+            && stderr.contains("export the account again"),
+        "{stderr}"
+    );
 }
 
 fn chaperone_log_test_base64(text: &str) -> Vec<u8> {

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use rusqlite::Connection;
 
-use chaperone_log::Checkpoint;
+use chaperone_log::checkpoint::{Checkpoint, NoteVersion};
 use chaperone_log::export as log_export;
 
 /// What an export wrote.
@@ -17,6 +17,21 @@ pub struct ExportSummary {
     pub checkpoint: bool,
     /// Whether an inclusion proof line was written.
     pub proof: bool,
+    /// Why there is no checkpoint line, when there is none.
+    pub without: Option<WithoutCheckpoint>,
+}
+
+/// Why an export has no checkpoint line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WithoutCheckpoint {
+    /// The store has signed no checkpoint.
+    NoneSigned,
+    /// The latest checkpoint is a version 1 note, which lists every
+    /// account: the store has signed none since it was upgraded.
+    VersionOne,
+    /// The latest checkpoint has no head of the account: its chain began
+    /// after it.
+    NotInIt,
 }
 
 /// Errors writing an export.
@@ -36,8 +51,10 @@ impl From<rusqlite::Error> for ExportError {
     }
 }
 
-/// Writes `account`'s chain, the latest checkpoint and the inclusion proof of
-/// the account's head in it, from one consistent read of the store. Records
+/// Writes `account`'s chain, the latest checkpoint and the account's head
+/// with its inclusion proof in the checkpoint's tree (from the heads the
+/// store keeps for it), from one consistent read of the store. A version 1
+/// checkpoint, whose note lists every account, is never exported. Records
 /// are written as stored, whatever their state. `progress` is called with
 /// the number of records written so far, every 4096 records.
 pub fn export(
@@ -62,6 +79,7 @@ fn export_in_tx(
         records: 0,
         checkpoint: false,
         proof: false,
+        without: None,
     };
     let mut stmt = conn.prepare_cached(
         "SELECT seq, hash, bytes FROM audit_records WHERE account = ?1 ORDER BY seq",
@@ -80,14 +98,36 @@ fn export_in_tx(
     }
     progress(summary.records);
 
-    if let Some(stored) = crate::checkpoints::latest(conn)? {
-        writeln!(out, "{}", log_export::checkpoint_line(&stored.note))?;
-        summary.checkpoint = true;
-        if let Ok(cp) = Checkpoint::parse_unverified(&stored.note)
-            && let Some(line) = log_export::proof_line(&cp, account)
-        {
-            writeln!(out, "{line}")?;
-            summary.proof = true;
+    match crate::checkpoints::latest(conn)? {
+        None => summary.without = Some(WithoutCheckpoint::NoneSigned),
+        Some(stored) => {
+            let note = Checkpoint::parse_unverified(&stored.note).ok();
+            let kept = crate::checkpoints::kept_heads(conn, stored.id)?;
+            match (note, kept) {
+                (Some(cp), _) if cp.version == NoteVersion::V1 => {
+                    summary.without = Some(WithoutCheckpoint::VersionOne);
+                }
+                (Some(cp), Ok(heads))
+                    if heads.len() as u64 == cp.tree_size && heads.root() == cp.root =>
+                {
+                    match heads.proof(account) {
+                        Some(proof) => {
+                            writeln!(out, "{}", log_export::checkpoint_line(&stored.note))?;
+                            writeln!(out, "{}", log_export::proof_line(&proof))?;
+                            summary.checkpoint = true;
+                            summary.proof = true;
+                        }
+                        None => summary.without = Some(WithoutCheckpoint::NotInIt),
+                    }
+                }
+                // A note that does not parse, or heads that are not its
+                // tree's: only in a tampered store. The note alone goes out,
+                // and fails verification as the store does.
+                _ => {
+                    writeln!(out, "{}", log_export::checkpoint_line(&stored.note))?;
+                    summary.checkpoint = true;
+                }
+            }
         }
     }
     out.flush()?;

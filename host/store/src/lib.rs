@@ -81,7 +81,7 @@ pub use storage::{
 pub const AUDIT_SCHEMA_VERSION: i64 = 1;
 
 /// The newest schema version (the last of [`migrations::MIGRATIONS`]).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// How long a connection waits for another process's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -534,8 +534,8 @@ impl Store {
         self.with_reader(|conn| f(conn).map_err(StoreError::from))
     }
 
-    /// Signs a checkpoint of every chain head at `now_ms`, stores it, and
-    /// returns it.
+    /// Signs a checkpoint of every chain head at `now_ms`, stores it with
+    /// the heads its tree commits to (its note names none), and returns it.
     pub fn checkpoint(&self, now_ms: i64) -> Result<Checkpoint, StoreError> {
         let signer = self
             .inner

@@ -57,6 +57,24 @@ CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 ";
 
+/// The heads each checkpoint's Merkle tree commits to (`docs/audit-format.md`,
+/// "Storage"): a version 2 checkpoint note names no account, so the store
+/// keeps its heads, one row per account, append-only like the log.
+pub const AUDIT_CHECKPOINT_HEADS: &str = "
+CREATE TABLE audit_checkpoint_heads (
+    checkpoint INTEGER NOT NULL REFERENCES audit_checkpoints (id),
+    account    TEXT NOT NULL,
+    seq        INTEGER NOT NULL CHECK (seq >= 1),
+    hash       BLOB NOT NULL CHECK (length(hash) = 32),
+    PRIMARY KEY (checkpoint, account)
+) WITHOUT ROWID;
+
+CREATE TRIGGER audit_checkpoint_heads_no_update BEFORE UPDATE ON audit_checkpoint_heads
+BEGIN SELECT RAISE(ABORT, 'checkpoint heads are append-only'); END;
+CREATE TRIGGER audit_checkpoint_heads_no_delete BEFORE DELETE ON audit_checkpoint_heads
+BEGIN SELECT RAISE(ABORT, 'checkpoint heads are append-only'); END;
+";
+
 /// Every migration, in order.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -76,6 +94,11 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
+        name: "checkpoint heads",
+        sql: AUDIT_CHECKPOINT_HEADS,
+    },
+    Migration {
+        version: 5,
         name: "module registry and credentials",
         sql: crate::registry::SCHEMA,
     },

@@ -214,7 +214,8 @@ pub trait Storage: crate::registry::Registry + Send + Sync + fmt::Debug {
     /// The bytes of the kept module with this digest (lowercase hex).
     fn module_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// Signs a checkpoint of every chain head at `now_ms` and stores it.
+    /// Signs a checkpoint of every chain head at `now_ms` and stores it
+    /// with the heads its tree commits to (its note names no account).
     fn checkpoint(&self, now_ms: i64) -> Result<Checkpoint, StoreError>;
 
     /// The newest stored checkpoint, checked against the log's key.
@@ -254,7 +255,8 @@ pub trait Storage: crate::registry::Registry + Send + Sync + fmt::Debug {
     /// Verifies every chain (or one) and every checkpoint.
     fn verify(&self, options: &VerifyOptions) -> Result<Report, StoreError>;
 
-    /// Writes `account`'s chain, the latest checkpoint and the head's
-    /// inclusion proof as an export (`docs/audit-format.md`, "Export").
+    /// Writes `account`'s chain, the latest checkpoint and the account's own
+    /// head with its inclusion proof as an export (`docs/audit-format.md`,
+    /// "Export"): nothing in it names another account.
     fn export(&self, account: &str, out: &mut dyn Write) -> Result<ExportSummary, StoreError>;
 }

@@ -1,6 +1,8 @@
 //! Verifying the store: every chain (in parallel, with the reference
 //! verifier of `chaperone_log::verify` naming the first bad record), every
-//! stored and given checkpoint, and the store's heads.
+//! stored and given checkpoint with the heads it commits to (listed in a
+//! version 1 note, kept by the store for a version 2 one), and the store's
+//! heads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,11 +15,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 
 use chaperone_log::chain::{self, ChainHash, Seq};
 use chaperone_log::keys::Verifier;
-use chaperone_log::record;
 use chaperone_log::verify::{
-    ChainOutcome, ChainStart, Failure, Problem, RawRow, Report, check_chain, forks,
+    ChainOutcome, ChainStart, Failure, Problem, RawRow, Report, SignedHeads, check_chain, forks,
     open_checkpoint, order_checkpoints,
 };
+use chaperone_log::{Checkpoint, TreeHeads, record};
 
 use crate::checkpoints;
 use crate::read;
@@ -148,8 +150,15 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
     let mut report = Report::default();
     let mut account_failures: BTreeMap<String, Vec<(Seq, Problem)>> = BTreeMap::new();
 
-    // Checkpoints (S2, S3): signatures, and the stored ones' columns.
-    let stored = checkpoints::rows(&conn)?;
+    // Checkpoints (S2, S3): signatures, the stored ones' columns, and the
+    // heads each commits to. The rows first: a checkpoint signed meanwhile
+    // is not read, and its heads are not looked for.
+    let (stored, kept) = read::in_snapshot(&conn, || -> Result<_, VerifyError> {
+        Ok((
+            checkpoints::rows(&conn)?,
+            checkpoints::all_kept_heads(&conn)?,
+        ))
+    })?;
     let verifier = match (
         &options.verifier,
         stored.is_empty() && options.checkpoints.is_empty(),
@@ -160,7 +169,17 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
             return Err(chaperone_log::verify::VerifyError::NoPublicKey.into());
         }
     };
-    let mut trusted = Vec::new();
+    let mut trusted: Vec<SignedHeads> = Vec::new();
+    let bad_heads = |label: &str, detail: String, report: &mut Report| {
+        report.failures.push(Failure {
+            account: None,
+            seq: None,
+            problem: Problem::BadHeads {
+                checkpoint: label.to_owned(),
+                detail,
+            },
+        });
+    };
     if let Some(verifier) = verifier {
         for row in stored {
             let label = format!("checkpoint #{}", row.id);
@@ -174,13 +193,27 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
                         },
                     });
                 }
-                trusted.push((label, cp));
+                match stored_heads(&cp, kept.get(&row.id).cloned()) {
+                    Ok(heads) => trusted.push(SignedHeads {
+                        label,
+                        time_ms: cp.time_ms,
+                        heads,
+                    }),
+                    Err(detail) => bad_heads(&label, detail, &mut report),
+                }
             }
         }
         for external in &options.checkpoints {
             let label = external.label.clone();
             if let Some(cp) = open_checkpoint(&label, &external.note, verifier, &mut report) {
-                trusted.push((label, cp));
+                match external_heads(&cp, &kept) {
+                    Ok(heads) => trusted.push(SignedHeads {
+                        label,
+                        time_ms: cp.time_ms,
+                        heads,
+                    }),
+                    Err(detail) => bad_heads(&label, detail, &mut report),
+                }
             }
         }
     }
@@ -209,8 +242,8 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
             for account in heads {
                 all.extend(account?);
             }
-            for (_, cp) in &trusted {
-                all.extend(cp.heads.iter().map(|(a, _)| a.clone()));
+            for signed in &trusted {
+                all.extend(signed.heads.iter().map(|(a, _)| a.to_owned()));
             }
             all
         }
@@ -245,8 +278,8 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
         report.records += outcome.valid_through;
         let mut found: Vec<(Seq, Problem)> = outcome.failure.iter().cloned().collect();
         let limit = outcome.failure.as_ref().map_or(u64::MAX, |(s, _)| s.get());
-        for (label, cp) in &trusted {
-            let Some(head) = cp.head(account) else {
+        for SignedHeads { label, heads, .. } in &trusted {
+            let Some(head) = heads.head(account) else {
                 continue;
             };
             if head.seq.get() >= limit {
@@ -289,6 +322,53 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<Report, Veri
         report.push_first_bad(account, found);
     }
     Ok(report)
+}
+
+/// Whether `heads` are the tree `cp` signed: its size and root.
+fn reproduces(heads: &TreeHeads, cp: &Checkpoint) -> bool {
+    heads.len() as u64 == cp.tree_size && heads.root() == cp.root
+}
+
+/// The heads a stored checkpoint commits to (step S3): the ones its note
+/// lists (version 1), or the ones the store keeps for it, which must be its
+/// tree (version 2); what is wrong otherwise.
+fn stored_heads(
+    cp: &Checkpoint,
+    kept: Option<Result<TreeHeads, String>>,
+) -> Result<TreeHeads, String> {
+    if let Some(listed) = &cp.listed {
+        return Ok(listed.clone());
+    }
+    // No row: the empty tree.
+    let heads = kept.unwrap_or_else(|| TreeHeads::new(Vec::new()).map_err(|e| e.to_string()))?;
+    if reproduces(&heads, cp) {
+        Ok(heads)
+    } else {
+        Err(format!(
+            "the {} heads the store keeps for it do not reproduce its root",
+            heads.len()
+        ))
+    }
+}
+
+/// The heads a checkpoint from outside the store commits to: the ones its
+/// note lists (version 1), or the heads kept for any checkpoint id that are
+/// its tree (version 2), whether or not that checkpoint's row is still
+/// there; the empty set for a tree of no head.
+fn external_heads(
+    cp: &Checkpoint,
+    kept: &BTreeMap<i64, Result<TreeHeads, String>>,
+) -> Result<TreeHeads, String> {
+    if let Some(listed) = &cp.listed {
+        return Ok(listed.clone());
+    }
+    let empty = TreeHeads::new(Vec::new()).map_err(|e| e.to_string())?;
+    kept.values()
+        .filter_map(|set| set.as_ref().ok())
+        .chain(std::iter::once(&empty))
+        .find(|heads| reproduces(heads, cp))
+        .cloned()
+        .ok_or_else(|| "the store keeps no heads that reproduce its root".to_owned())
 }
 
 fn stored_hash(conn: &Connection, account: &str, seq: Seq) -> rusqlite::Result<Option<ChainHash>> {

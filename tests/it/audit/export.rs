@@ -4,7 +4,8 @@ use std::io::Cursor;
 
 use chaperone_log::export::verify_export;
 use chaperone_log::keys::{self, Signer, Verifier};
-use chaperone_log::verify::Report;
+use chaperone_log::verify::{Report, VerifyError};
+use chaperone_store::export::WithoutCheckpoint;
 use serde_json::Value;
 
 use super::{Fixture, populated};
@@ -45,6 +46,16 @@ fn an_export_verifies_offline() {
     assert_eq!(values[1]["record"]["seq"], 1);
     assert_eq!(values[7]["type"], "checkpoint");
     assert_eq!(values[8]["type"], "proof");
+    assert_eq!(values[0]["version"], 2);
+    assert!(
+        values[8]["head"]
+            .as_str()
+            .unwrap()
+            .starts_with("head globex 6 "),
+        "{}",
+        values[8]
+    );
+    assert_eq!(values[8]["tree_size"], 3);
     let report = check(&text, &public_key(&fixture));
     assert!(report.is_ok(), "{report:#?}");
     assert_eq!(
@@ -98,15 +109,302 @@ fn a_cut_export_with_a_fixed_header_is_caught_by_the_checkpoint() {
     assert!(report.failures[0].to_string().contains("checkpoint"));
 }
 
+/// The reasons in `report`, in report order, with the account and record
+/// each names.
+fn reasons(report: &Report) -> Vec<(Option<&str>, Option<u64>, &'static str)> {
+    report
+        .failures
+        .iter()
+        .map(|f| {
+            (
+                f.account.as_deref(),
+                f.seq.map(|s| s.get()),
+                f.problem.code(),
+            )
+        })
+        .collect()
+}
+
+/// A change to a proof line.
+type Edit<'a> = Box<dyn Fn(&mut Value) + 'a>;
+
 #[test]
-fn a_wrong_proof_is_named() {
+fn a_tampered_head_index_proof_or_root_is_named() {
+    use base64::Engine as _;
     let fixture = populated();
-    let mut values = lines(&export(&fixture, "acme"));
+    let key = public_key(&fixture);
+    let values = lines(&export(&fixture, "acme"));
+    assert!(check(&unlines(&values), &key).is_ok());
     let last = values.len() - 1;
-    values[last]["leaf_index"] = 1.into();
-    let report = check(&unlines(&values), &public_key(&fixture));
-    assert_eq!(report.failures.len(), 1);
-    assert_eq!(report.failures[0].problem.code(), "bad-proof");
+    let proof = values[last].clone();
+    let head = proof["head"].as_str().unwrap().to_owned();
+    let index = proof["leaf_index"].as_u64().unwrap();
+    let path: Vec<String> = proof["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_owned())
+        .collect();
+    let (_, hash) = head.rsplit_once(' ').unwrap();
+    let globex_head = lines(&export(&fixture, "globex")).last().unwrap()["head"].clone();
+    let bad_proof = [(Some("acme"), None, "bad-proof")];
+    let edits: Vec<(&str, Edit<'_>)> = vec![
+        (
+            "an earlier head",
+            Box::new(|p: &mut Value| {
+                p["head"] = head.replace("head acme 10 ", "head acme 9 ").into();
+            }),
+        ),
+        (
+            "another hash",
+            Box::new(|p: &mut Value| {
+                p["head"] = head.replace(hash, &"0".repeat(64)).into();
+            }),
+        ),
+        (
+            "another account's head",
+            Box::new(|p: &mut Value| {
+                p["head"] = globex_head.clone();
+            }),
+        ),
+        (
+            "a head that is no head line",
+            Box::new(|p: &mut Value| {
+                p["head"] = head.replace("head acme", "head  acme").into();
+            }),
+        ),
+        (
+            "another leaf index",
+            Box::new(|p: &mut Value| {
+                p["leaf_index"] = ((index + 1) % 3).into();
+            }),
+        ),
+        (
+            "an index past the tree",
+            Box::new(|p: &mut Value| {
+                p["leaf_index"] = 3.into();
+            }),
+        ),
+        (
+            "another tree size",
+            Box::new(|p: &mut Value| {
+                p["tree_size"] = 4.into();
+            }),
+        ),
+        (
+            "a changed path",
+            Box::new(|p: &mut Value| {
+                p["path"][0] = path[1].clone().into();
+            }),
+        ),
+        (
+            "a shorter path",
+            Box::new(|p: &mut Value| {
+                p["path"].as_array_mut().unwrap().pop();
+            }),
+        ),
+        (
+            "a longer path",
+            Box::new(|p: &mut Value| {
+                p["path"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(path[0].clone().into());
+            }),
+        ),
+        (
+            "a path of non-hashes",
+            Box::new(|p: &mut Value| {
+                p["path"][0] = "xyz".into();
+            }),
+        ),
+    ];
+    for (what, edit) in edits {
+        let mut tampered = values.clone();
+        edit(&mut tampered[last]);
+        let report = check(&unlines(&tampered), &key);
+        assert_eq!(reasons(&report), bad_proof, "{what}: {report:#?}");
+    }
+    // No proof line: the checkpoint vouches for nothing, and says so.
+    let mut cut = values.clone();
+    cut.pop();
+    assert_eq!(reasons(&check(&unlines(&cut), &key)), bad_proof);
+    // A proof without a checkpoint is not an export.
+    let mut cut = values.clone();
+    cut.remove(last - 1);
+    assert!(verify_export(Cursor::new(unlines(&cut).as_bytes()), Some(&key)).is_err());
+
+    // The root is in the signed note: changing it breaks the signature.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let note = values[last - 1]["note"].as_str().unwrap().to_owned();
+    let root_line = note.lines().nth(2).unwrap().to_owned();
+    let root = b64.decode(&root_line).unwrap();
+    let other_root = b64.encode(root.iter().map(|b| b ^ 1).collect::<Vec<u8>>());
+    let mut tampered = values.clone();
+    tampered[last - 1]["note"] = note.replacen(&root_line, &other_root, 1).into();
+    let report = check(&unlines(&tampered), &key);
+    assert_eq!(
+        reasons(&report),
+        [(None, None, "bad-signature")],
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn the_proven_head_catches_a_rewritten_or_cut_chain() {
+    use base64::Engine as _;
+    use chaperone_log::chain;
+    let fixture = populated();
+    let key = public_key(&fixture);
+    let values = lines(&export(&fixture, "acme"));
+    // Records 8 to 10 rewritten and chained again, the header as it was:
+    // only the signed head (record 10) shows it.
+    let mut rewritten = values.clone();
+    let mut prev = chain::ChainHash::from_hex(values[7]["hash"].as_str().unwrap()).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for line in &mut rewritten[8..=10] {
+        let bytes = b64.decode(line["bytes"].as_str().unwrap()).unwrap();
+        let text =
+            String::from_utf8(bytes)
+                .unwrap()
+                .replacen("\"time_ms\":1700", "\"time_ms\":1600", 1);
+        prev = chain::link(&prev, text.as_bytes());
+        line["bytes"] = b64.encode(text.as_bytes()).into();
+        line["hash"] = prev.to_hex().into();
+        line["record"] = serde_json::from_str(&text).unwrap();
+    }
+    let report = check(&unlines(&rewritten), &key);
+    assert_eq!(
+        reasons(&report),
+        [(Some("acme"), Some(10), "checkpoint-mismatch")],
+        "{report:#?}"
+    );
+    // Cut to 9 records with the header fixed: truncated at 10.
+    let mut cut = values.clone();
+    cut.remove(10);
+    cut[0]["records"] = 9.into();
+    assert_eq!(
+        reasons(&check(&unlines(&cut), &key)),
+        [(Some("acme"), Some(10), "truncated")]
+    );
+}
+
+#[test]
+fn a_note_and_an_export_name_no_other_account() {
+    // Ids with `-`, which neither hex nor base64 has: no false alarm.
+    let ids = [
+        "tenant-alpha",
+        "tenant-beta",
+        "tenant-gamma",
+        "tenant-delta",
+    ];
+    let fixture = Fixture::new();
+    let store = fixture.store();
+    for (n, id) in ids.iter().enumerate() {
+        super::append_many(&store, id, n as u64 + 1);
+    }
+    let cp = store.checkpoint(1_700_000_900_000).unwrap();
+    assert_eq!(cp.tree_size, 4);
+    let key = public_key(&fixture);
+    for id in ids {
+        assert!(!cp.note.contains(id), "{id} in the note: {}", cp.note);
+    }
+    for id in ids {
+        let mut out = Vec::new();
+        let summary = store.export(id, &mut out).unwrap();
+        assert!(summary.checkpoint && summary.proof, "{summary:?}");
+        let text = String::from_utf8(out).unwrap();
+        for other in ids.iter().filter(|other| **other != id) {
+            assert!(!text.contains(other), "{other} in the export of {id}");
+        }
+        let report = check(&text, &key);
+        assert!(report.is_ok(), "{id}: {report:#?}");
+        assert_eq!(report.checkpoints, 1);
+    }
+}
+
+#[test]
+fn an_account_newer_than_the_checkpoint_is_exported_without_one() {
+    let fixture = populated();
+    let store = fixture.store();
+    super::append_many(&store, "umbrella", 2);
+    let mut out = Vec::new();
+    let summary = store.export("umbrella", &mut out).unwrap();
+    assert_eq!(
+        (summary.checkpoint, summary.proof, summary.without),
+        (false, false, Some(WithoutCheckpoint::NotInIt))
+    );
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(check(&text, &public_key(&fixture)).is_ok());
+}
+
+#[test]
+fn only_version_2_is_read_and_it_carries_a_version_2_note() {
+    let fixture = populated();
+    let key = public_key(&fixture);
+    let values = lines(&export(&fixture, "acme"));
+    for version in [
+        Value::from(1),
+        Value::from(3),
+        Value::from("2"),
+        Value::Null,
+    ] {
+        let mut other = values.clone();
+        other[0]["version"] = version.clone();
+        let error = verify_export(Cursor::new(unlines(&other).as_bytes()), Some(&key)).err();
+        assert!(
+            matches!(error, Some(VerifyError::UnsupportedVersion(_))),
+            "{version}: {error:?}"
+        );
+    }
+    // An old note (listing every account) in a version 2 export.
+    let conn = super::raw(&fixture.path);
+    let heads = chaperone_store::read::heads(&conn).unwrap();
+    let note = super::v1_note(&super::signer(&fixture), 1_700_000_950_000, heads);
+    let mut old = values.clone();
+    let last = old.len() - 1;
+    old[last - 1]["note"] = note.into();
+    let report = check(&unlines(&old), &key);
+    assert_eq!(
+        reasons(&report),
+        [(None, None, "bad-checkpoint")],
+        "{report:#?}"
+    );
+}
+
+/// What `docs/audit-format.md` says an auditor holding two exports of their
+/// account can check: the later one's chain holds the earlier one's records
+/// as they were, and its proven head extends the earlier proven head.
+#[test]
+fn two_exports_of_one_account_can_be_compared() {
+    let fixture = populated();
+    let key = public_key(&fixture);
+    let earlier = lines(&export(&fixture, "acme"));
+    let store = fixture.store();
+    super::append_many(&store, "acme", 3);
+    store.checkpoint(1_700_000_990_000).unwrap();
+    drop(store);
+    let later = lines(&export(&fixture, "acme"));
+    assert!(check(&unlines(&earlier), &key).is_ok());
+    assert!(check(&unlines(&later), &key).is_ok());
+    let n = earlier[0]["records"].as_u64().unwrap() as usize;
+    assert_eq!(later[0]["records"], 13);
+    for i in 1..=n {
+        for member in ["seq", "hash", "bytes"] {
+            assert_eq!(earlier[i][member], later[i][member], "record {i}");
+        }
+    }
+    let proven = |values: &[Value]| {
+        let head = values.last().unwrap()["head"].as_str().unwrap().to_owned();
+        let (_, rest) = head.split_once(" acme ").unwrap();
+        let (seq, hash) = rest.split_once(' ').unwrap();
+        (seq.parse::<usize>().unwrap(), hash.to_owned())
+    };
+    let (s1, h1) = proven(&earlier);
+    let (s2, _) = proven(&later);
+    assert!(s2 >= s1);
+    assert_eq!(later[s1]["hash"].as_str().unwrap(), h1);
 }
 
 #[test]

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chaperone_log::chain::{self, GENESIS_TAG, RECORD_TAG};
-use chaperone_log::checkpoint::{self, Checkpoint};
+use chaperone_log::checkpoint::{Checkpoint, NoteVersion};
 use chaperone_log::keys::{Signer, Verifier};
 use chaperone_log::merkle::{self, InclusionProof, LeafIndex, TreeHash, TreeSize};
-use chaperone_log::{ChainHead, Seq, record};
+use chaperone_log::{ChainHead, Seq, TreeHeads, export, heads, record};
 use chaperone_store::{ActorRef, DecisionRecord, PolicyRef, RecordDraft, Verdict};
 use ed25519_dalek::Verifier as _;
 use serde_json::json;
@@ -227,24 +227,33 @@ fn tree_proof_and_signed_note_match_the_document() {
             )
         })
         .collect();
-    let mut leaves = Vec::new();
+    let mut leaves = BTreeMap::new();
     for (account, head) in &heads {
-        let line = checkpoint::head_line(account, head);
+        let line = heads::head_line(account, head);
         assert_eq!(line, doc.get(&format!("leaf {account}")));
         let leaf = blake3_of(&[&[0x00], line.as_bytes()]);
         assert_eq!(hex::encode(leaf), doc.get(&format!("leaf-hash {account}")));
         assert_eq!(merkle::leaf_hash(line.as_bytes()).as_bytes(), &leaf);
-        leaves.push(leaf);
+        leaves.insert(account.clone(), leaf);
     }
+    // The leaves in increasing order of their hashes.
+    let order: Vec<&str> = doc.get("leaf-order").split(' ').collect();
+    let ordered: Vec<[u8; 32]> = order.iter().map(|a| leaves[*a]).collect();
+    assert!(ordered.windows(2).all(|pair| pair[0] < pair[1]));
+    assert_eq!(ordered.len(), leaves.len());
     // Three leaves: k = 2.
     let root = blake3_of(&[
         &[0x01],
-        &blake3_of(&[&[0x01], &leaves[0], &leaves[1]]),
-        &leaves[2],
+        &blake3_of(&[&[0x01], &ordered[0], &ordered[1]]),
+        &ordered[2],
     ]);
     assert_eq!(hex::encode(root), doc.get("root"));
-    let tree: Vec<TreeHash> = leaves.iter().map(|l| TreeHash::from_bytes(*l)).collect();
+    let tree: Vec<TreeHash> = ordered.iter().map(|l| TreeHash::from_bytes(*l)).collect();
     assert_eq!(merkle::root(&tree).as_bytes(), &root);
+    let tree_heads = TreeHeads::new(heads.clone()).unwrap();
+    assert_eq!(tree_heads.root().as_bytes(), &root);
+    let in_order: Vec<&str> = tree_heads.iter().map(|(a, _)| a).collect();
+    assert_eq!(in_order, order);
 
     let documented: Vec<&str> = doc.get("proof globex").split(' ').collect();
     let proof = InclusionProof {
@@ -255,17 +264,42 @@ fn tree_proof_and_signed_note_match_the_document() {
             .map(|h| TreeHash::from_hex(h).unwrap())
             .collect(),
     };
-    assert_eq!(merkle::inclusion_proof(&tree, 1).unwrap(), proof);
-    merkle::verify_inclusion(&tree[1], &proof, &TreeHash::from_bytes(root)).unwrap();
+    let index = order.iter().position(|a| *a == "globex").unwrap();
+    assert_eq!(proof.index.0, index as u64);
+    assert_eq!(merkle::inclusion_proof(&tree, index).unwrap(), proof);
+    merkle::verify_inclusion(&tree[index], &proof, &TreeHash::from_bytes(root)).unwrap();
+    let head_proof = tree_heads.proof("globex").unwrap();
+    assert_eq!(head_proof.proof, proof);
+    assert_eq!(
+        export::proof_line(&head_proof),
+        doc.get("proof-line globex")
+    );
+    assert_eq!(
+        export::header_line("globex", 1),
+        doc.get("export-header globex")
+    );
 
     let seed: [u8; 32] = doc.hex("key-seed-hex").try_into().unwrap();
     let signer = Signer::from_seed(doc.get("key-name"), seed).unwrap();
-    let cp = Checkpoint::sign(&signer, 1_700_000_100_000, heads.clone());
+    let cp = Checkpoint::sign(&signer, 1_700_000_100_000, &tree_heads);
     assert_eq!(cp.note, doc.note);
     let verifier = Verifier::parse(doc.get("vkey")).unwrap();
     let opened = Checkpoint::open(&doc.note, &verifier).unwrap();
-    assert_eq!(opened.heads, heads);
+    assert_eq!(
+        (opened.version, opened.tree_size, opened.listed),
+        (NoteVersion::V2, 3, None)
+    );
     assert_eq!(opened.root.as_bytes(), &root);
+    for (account, _) in &heads {
+        assert!(!doc.note.contains(account.as_str()), "{account}");
+    }
+    // The note text by hand.
+    let text = format!(
+        "{}\n3\n{}\nversion 2\ntime 1700000100000\n",
+        doc.get("key-name"),
+        BASE64.encode(root)
+    );
+    assert!(doc.note.starts_with(&format!("{text}\n")));
 
     // The signature by hand: Ed25519 over the note text, after the key id.
     let split = doc.note.rfind("\n\n").unwrap();
@@ -281,5 +315,49 @@ fn tree_proof_and_signed_note_match_the_document() {
     assert_eq!(
         hex::encode(&blob[..4]),
         doc.get("vkey").split('+').nth(1).unwrap()
+    );
+}
+
+/// Prints the worked example's figures that come from the tree and the
+/// signature, for `docs/audit-format.md` (run it by name after a change to
+/// the format; never write the figures by hand).
+#[test]
+#[ignore = "prints the worked example's figures: run it by name to regenerate them"]
+fn print_the_worked_example() {
+    let doc = doc();
+    let heads: Vec<(String, ChainHead)> = [("acme", 2), ("globex", 1), ("initech", 1)]
+        .iter()
+        .map(|(account, seq)| {
+            let hash =
+                chain::ChainHash::from_hex(doc.get(&format!("hash {account} {seq}"))).unwrap();
+            let head = ChainHead {
+                seq: Seq::new(*seq).unwrap(),
+                hash,
+            };
+            ((*account).to_owned(), head)
+        })
+        .collect();
+    let tree = TreeHeads::new(heads).unwrap();
+    let order: Vec<&str> = tree.iter().map(|(a, _)| a).collect();
+    println!("leaf-order = {}", order.join(" "));
+    println!("root = {}", tree.root().to_hex());
+    let proof = tree.proof("globex").unwrap();
+    let path: Vec<String> = proof.proof.path.iter().map(TreeHash::to_hex).collect();
+    println!(
+        "proof globex = {} {} {}",
+        proof.proof.index.0,
+        proof.proof.size.0,
+        path.join(" ")
+    );
+    println!(
+        "export-header globex = {}",
+        export::header_line("globex", 1)
+    );
+    println!("proof-line globex = {}", export::proof_line(&proof));
+    let seed: [u8; 32] = doc.hex("key-seed-hex").try_into().unwrap();
+    let signer = Signer::from_seed(doc.get("key-name"), seed).unwrap();
+    print!(
+        "{}",
+        Checkpoint::sign(&signer, 1_700_000_100_000, &tree).note
     );
 }

@@ -60,6 +60,14 @@ enum Tamper {
     },
     /// Change one byte of the stored checkpoint note.
     Note { at: usize, mask: u8 },
+    /// Change one byte of an account's head kept for the checkpoint (its
+    /// hash), or its sequence number.
+    KeptHead {
+        account: usize,
+        at: usize,
+        mask: u8,
+        seq_delta: i64,
+    },
 }
 
 fn record_in(account: usize) -> std::ops::RangeInclusive<i64> {
@@ -101,6 +109,10 @@ fn tamper() -> impl Strategy<Value = Tamper> {
             .prop_map(|(account, record, delta)| Tamper::Time { account, record: pick(account, record), delta }),
         1 => (any::<prop::sample::Index>(), 1..=255_u8)
             .prop_map(|(at, mask)| Tamper::Note { at: at.index(usize::MAX), mask }),
+        1 => (account.clone(), 0..32_usize, 0..=255_u8, -3..=3_i64)
+            .prop_filter_map("a change", |(account, at, mask, seq_delta)| {
+                (mask != 0 || seq_delta != 0).then_some(Tamper::KeptHead { account, at, mask, seq_delta })
+            }),
     ]
 }
 
@@ -237,6 +249,28 @@ fn apply(conn: &Connection, tamper: &Tamper) -> Option<(&'static str, u64)> {
             // Stored as a blob if it is no longer UTF-8 text.
             conn.execute("UPDATE audit_checkpoints SET note = ?1", [bytes])
                 .unwrap();
+            None
+        }
+        Tamper::KeptHead {
+            account,
+            at,
+            mask,
+            seq_delta,
+        } => {
+            let name = ACCOUNTS[account];
+            let mut hash: Vec<u8> = conn
+                .query_row(
+                    "SELECT hash FROM audit_checkpoint_heads WHERE account = ?1",
+                    [name],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            hash[at] ^= mask;
+            conn.execute(
+                "UPDATE audit_checkpoint_heads SET hash = ?2, seq = seq + ?3 WHERE account = ?1",
+                params![name, hash, seq_delta],
+            )
+            .unwrap();
             None
         }
     }

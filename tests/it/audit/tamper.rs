@@ -3,13 +3,15 @@
 
 use chaperone_log::chain::{self, ChainHash};
 use chaperone_log::checkpoint::Checkpoint;
-use chaperone_log::keys::{self, Signer};
+use chaperone_log::keys::Signer;
 use chaperone_log::record;
-use chaperone_log::{ChainHead, Seq};
+use chaperone_log::{ChainHead, Seq, TreeHeads};
 use chaperone_store::verify::{ExternalCheckpoint, VerifyOptions};
 use rusqlite::{Connection, params};
 
-use super::{draft, failure, populated, raw, verify, verify_with};
+use super::{
+    draft, failure, populated, raw, signer, store_checkpoint, v1_note, verify, verify_with,
+};
 
 pub(super) fn bytes_of(conn: &Connection, account: &str, seq: i64) -> Vec<u8> {
     conn.query_row(
@@ -259,9 +261,43 @@ fn a_cut_tail_is_detected_against_a_checkpoint_kept_elsewhere() {
         }],
         ..VerifyOptions::default()
     };
-    let report = verify_with(&fixture.path, options);
+    let report = verify_with(&fixture.path, options.clone());
     assert_eq!(failure(&report, "acme"), (8, "truncated"));
     assert!(report.failures[0].to_string().contains("kept.txt"));
+
+    // The note names no head: what it signed is what the store keeps for
+    // it. Heads gone, the store cannot show it, and that is the failure.
+    raw(&fixture.path)
+        .execute("DELETE FROM audit_checkpoint_heads", [])
+        .unwrap();
+    let report = verify_with(&fixture.path, options.clone());
+    let codes: Vec<_> = report.failures.iter().map(|f| f.problem.code()).collect();
+    assert_eq!(codes, ["bad-heads"], "{report:#?}");
+    assert_eq!(
+        (&report.failures[0].account, report.failures[0].seq),
+        (&None, None)
+    );
+    assert!(report.failures[0].to_string().contains("kept.txt"));
+
+    // Heads cut with the chain (acme at 7, as the store now says) do not
+    // reproduce the signed root either.
+    let conn = raw(&fixture.path);
+    let mut cut = heads(&conn);
+    cut[0].1 = ChainHead {
+        seq: Seq::new(7).unwrap(),
+        hash: hash_of(&conn, "acme", 7),
+    };
+    for (account, head) in &cut {
+        conn.execute(
+            "INSERT INTO audit_checkpoint_heads (checkpoint, account, seq, hash) VALUES (2, ?1, ?2, ?3)",
+            params![account, head.seq.to_i64(), head.hash.as_bytes().as_slice()],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let report = verify_with(&fixture.path, options);
+    let codes: Vec<_> = report.failures.iter().map(|f| f.problem.code()).collect();
+    assert_eq!(codes, ["bad-heads"], "{report:#?}");
 }
 
 #[test]
@@ -309,40 +345,63 @@ fn a_consistently_rewritten_chain_is_detected_by_the_signed_checkpoint() {
 }
 
 #[test]
-fn a_rewritten_chain_with_rewritten_checkpoints_fails_their_signatures() {
-    let fixture = populated();
-    let conn = raw(&fixture.path);
-    let old: Vec<(i64, String)> = {
-        let mut stmt = conn
-            .prepare("SELECT id, note FROM audit_checkpoints")
+fn a_rewritten_chain_with_rewritten_checkpoint_heads_fails_them() {
+    let template = populated();
+    let rewritten = |fixture: &super::Fixture| {
+        let conn = raw(&fixture.path);
+        rewrite_acme(&conn);
+        // The attacker puts the new heads where the checkpoints keep theirs.
+        for seq in [3, 10] {
+            conn.execute(
+                "UPDATE audit_checkpoint_heads SET hash = ?2 WHERE account = 'acme' AND seq = ?1",
+                params![seq, hash_of(&conn, "acme", seq).as_bytes().as_slice()],
+            )
             .unwrap();
-        stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        }
+        conn
     };
-    let old_head3 = hash_of(&conn, "acme", 3).to_hex();
-    let old_head10 = hash_of(&conn, "acme", 10).to_hex();
-    rewrite_acme(&conn);
-    let new_head3 = hash_of(&conn, "acme", 3).to_hex();
-    let new_head10 = hash_of(&conn, "acme", 10).to_hex();
-    for (id, note) in old {
-        // The attacker puts the new heads in the notes, but cannot sign them.
-        let note = note
-            .replace(&old_head3, &new_head3)
-            .replace(&old_head10, &new_head10);
+    // The kept heads no longer hash to the signed roots.
+    let fixture = template.copy();
+    drop(rewritten(&fixture));
+    let report = verify(&fixture.path);
+    let codes: Vec<_> = report.failures.iter().map(|f| f.problem.code()).collect();
+    assert_eq!(codes, ["bad-heads", "bad-heads"], "{report:#?}");
+    assert!(report.summary().starts_with("FAILED"));
+
+    // And the notes with the new roots are not signed.
+    let fixture = template.copy();
+    let conn = rewritten(&fixture);
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM audit_checkpoints")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for id in ids {
+        let heads = chaperone_store::checkpoints::kept_heads(&conn, id)
+            .unwrap()
+            .unwrap();
+        let (note, old_root): (String, Vec<u8>) = conn
+            .query_row(
+                "SELECT note, root FROM audit_checkpoints WHERE id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let note = note.replace(&b64.encode(&old_root), &b64.encode(heads.root().as_bytes()));
         conn.execute(
-            "UPDATE audit_checkpoints SET note = ?2 WHERE id = ?1",
-            params![id, note],
+            "UPDATE audit_checkpoints SET note = ?2, root = ?3 WHERE id = ?1",
+            params![id, note, heads.root().as_bytes().as_slice()],
         )
         .unwrap();
     }
     drop(conn);
     let report = verify(&fixture.path);
-    assert!(!report.is_ok());
     let codes: Vec<_> = report.failures.iter().map(|f| f.problem.code()).collect();
     assert_eq!(codes, ["bad-signature", "bad-signature"], "{report:#?}");
-    assert!(report.summary().starts_with("FAILED"));
 }
 
 #[test]
@@ -395,29 +454,50 @@ fn a_changed_index_column_is_named() {
     );
 }
 
-fn signer(fixture: &super::Fixture) -> Signer {
-    keys::load_signer(&fixture.path).unwrap().unwrap()
-}
-
 fn heads(conn: &Connection) -> Vec<(String, ChainHead)> {
     chaperone_store::read::heads(conn).unwrap()
+}
+
+/// Signs a version 2 checkpoint of `heads` with the store's key.
+fn sign(fixture: &super::Fixture, time_ms: i64, heads: &[(String, ChainHead)]) -> Checkpoint {
+    Checkpoint::sign(
+        &signer(fixture),
+        time_ms,
+        &TreeHeads::new(heads.to_vec()).unwrap(),
+    )
 }
 
 #[test]
 fn a_newer_checkpoint_whose_head_went_back_is_a_fork() {
     let fixture = populated();
     let conn = raw(&fixture.path);
-    // Whoever holds the key signs a later checkpoint in which acme is shorter.
+    // Whoever holds the key signs a later checkpoint in which acme is
+    // shorter, and the store keeps it with its heads.
     let mut forked = heads(&conn);
     forked[0].1 = ChainHead {
         seq: Seq::new(6).unwrap(),
         hash: hash_of(&conn, "acme", 6),
     };
-    let cp = Checkpoint::sign(&signer(&fixture), 1_700_000_950_000, forked);
+    let cp = sign(&fixture, 1_700_000_950_000, &forked);
+    store_checkpoint(&conn, &cp, &forked);
+    drop(conn);
+    let report = verify(&fixture.path);
+    assert_eq!(failure(&report, "acme"), (10, "fork"));
+    let text = report.failure_for("acme").unwrap().to_string();
+    assert!(
+        text.contains("checkpoint #3") && text.contains("went back"),
+        "{text}"
+    );
+
+    // An old (version 1) note kept outside lists its heads itself.
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    let note = v1_note(&signer(&fixture), 1_700_000_950_000, forked);
+    drop(conn);
     let options = VerifyOptions {
         checkpoints: vec![ExternalCheckpoint {
             label: "checkpoint file `later.txt`".into(),
-            note: cp.note,
+            note,
         }],
         ..VerifyOptions::default()
     };
@@ -436,12 +516,8 @@ fn a_newer_checkpoint_with_another_hash_at_the_same_head_is_a_fork() {
     let conn = raw(&fixture.path);
     let mut forked = heads(&conn);
     forked[1].1.hash = ChainHash::from_bytes([9; 32]);
-    let cp = Checkpoint::sign(&signer(&fixture), 1_700_000_950_000, forked);
-    conn.execute(
-        "INSERT INTO audit_checkpoints (time_ms, tree_size, root, note) VALUES (?1, 3, ?2, ?3)",
-        params![cp.time_ms, cp.root.as_bytes().as_slice(), cp.note],
-    )
-    .unwrap();
+    let cp = sign(&fixture, 1_700_000_950_000, &forked);
+    store_checkpoint(&conn, &cp, &forked);
     drop(conn);
     // globex's head (6) is named twice with different hashes; the chain
     // itself matches the older one, so the newer is both a fork and wrong.
@@ -454,7 +530,11 @@ fn a_checkpoint_signed_by_another_key_is_a_bad_signature() {
     let fixture = populated();
     let impostor = Signer::from_seed(signer(&fixture).name(), [1; 32]).unwrap();
     let conn = raw(&fixture.path);
-    let cp = Checkpoint::sign(&impostor, 1_700_000_950_000, heads(&conn));
+    let cp = Checkpoint::sign(
+        &impostor,
+        1_700_000_950_000,
+        &TreeHeads::new(heads(&conn)).unwrap(),
+    );
     drop(conn);
     let options = VerifyOptions {
         checkpoints: vec![ExternalCheckpoint {
@@ -665,17 +745,35 @@ fn heads_at_acme_7(conn: &Connection) -> Vec<(String, ChainHead)> {
     heads
 }
 
+/// Stores `cp` with id 0, before every other checkpoint, with its heads.
+fn store_first(conn: &Connection, cp: &Checkpoint, heads: &[(String, ChainHead)]) {
+    conn.execute(
+        "INSERT INTO audit_checkpoints (id, time_ms, tree_size, root, note) VALUES (0, ?1, 3, ?2, ?3)",
+        params![cp.time_ms, cp.root.as_bytes().as_slice(), cp.note],
+    )
+    .unwrap();
+    for (account, head) in heads {
+        conn.execute(
+            "INSERT INTO audit_checkpoint_heads (checkpoint, account, seq, hash) VALUES (0, ?1, ?2, ?3)",
+            params![account, head.seq.to_i64(), head.hash.as_bytes().as_slice()],
+        )
+        .unwrap();
+    }
+}
+
 #[test]
 fn an_earlier_state_signed_at_the_same_time_is_not_a_fork() {
     // Checkpoint #2's time, the log as it was a little before: consistent.
+    // Kept outside as an old (version 1) note, which lists its heads.
     let fixture = populated();
     let conn = raw(&fixture.path);
-    let cp = Checkpoint::sign(&signer(&fixture), 1_700_000_900_000, heads_at_acme_7(&conn));
+    let earlier = heads_at_acme_7(&conn);
+    let note = v1_note(&signer(&fixture), 1_700_000_900_000, earlier.clone());
     drop(conn);
     let options = VerifyOptions {
         checkpoints: vec![ExternalCheckpoint {
             label: "checkpoint file `same-time.txt`".into(),
-            note: cp.note.clone(),
+            note,
         }],
         ..VerifyOptions::default()
     };
@@ -683,13 +781,10 @@ fn an_earlier_state_signed_at_the_same_time_is_not_a_fork() {
     assert!(report.is_ok(), "{report:#?}");
     assert_eq!(report.checkpoints, 3);
 
-    // Stored before checkpoint #2 (a smaller id): the same.
+    // Stored before checkpoint #2 (a smaller id), with its heads: the same.
     let conn = raw(&fixture.path);
-    conn.execute(
-        "INSERT INTO audit_checkpoints (id, time_ms, tree_size, root, note) VALUES (0, ?1, 3, ?2, ?3)",
-        params![cp.time_ms, cp.root.as_bytes().as_slice(), cp.note],
-    )
-    .unwrap();
+    let cp = sign(&fixture, 1_700_000_900_000, &earlier);
+    store_first(&conn, &cp, &earlier);
     drop(conn);
     assert!(verify(&fixture.path).is_ok());
 }
@@ -700,26 +795,22 @@ fn another_hash_at_the_same_head_and_time_is_a_fork_in_either_order() {
     let conn = raw(&fixture.path);
     let mut forked = heads(&conn);
     forked[1].1.hash = ChainHash::from_bytes([9; 32]);
-    let cp = Checkpoint::sign(&signer(&fixture), 1_700_000_900_000, forked);
     drop(conn);
-    // After checkpoint #2.
+    // After checkpoint #2 (an old note kept outside).
     let options = VerifyOptions {
         checkpoints: vec![ExternalCheckpoint {
             label: "checkpoint file `other.txt`".into(),
-            note: cp.note.clone(),
+            note: v1_note(&signer(&fixture), 1_700_000_900_000, forked.clone()),
         }],
         ..VerifyOptions::default()
     };
     let report = verify_with(&fixture.path, options);
     assert_eq!(failure(&report, "globex"), (6, "fork"));
     assert_eq!(report.failures.len(), 1, "{report:#?}");
-    // Before it.
+    // Before it (stored, with its heads).
     let conn = raw(&fixture.path);
-    conn.execute(
-        "INSERT INTO audit_checkpoints (id, time_ms, tree_size, root, note) VALUES (0, ?1, 3, ?2, ?3)",
-        params![cp.time_ms, cp.root.as_bytes().as_slice(), cp.note],
-    )
-    .unwrap();
+    let cp = sign(&fixture, 1_700_000_900_000, &forked);
+    store_first(&conn, &cp, &forked);
     drop(conn);
     let report = verify(&fixture.path);
     assert_eq!(failure(&report, "globex"), (6, "fork"));
@@ -789,4 +880,55 @@ fn an_account_id_that_is_not_utf8_hides_no_other_chain() {
     let report = verify(&fixture.path);
     assert_eq!(failure(&report, "globex"), (1, "head-mismatch"));
     assert_eq!(report.accounts, 3);
+}
+
+#[test]
+fn changed_checkpoint_heads_are_bad_heads() {
+    for change in [
+        "UPDATE audit_checkpoint_heads SET seq = seq + 1 WHERE checkpoint = 2 AND account = 'globex'",
+        "UPDATE audit_checkpoint_heads SET hash = zeroblob(32) WHERE checkpoint = 2 AND account = 'initech'",
+        "DELETE FROM audit_checkpoint_heads WHERE checkpoint = 2 AND account = 'initech'",
+        "INSERT INTO audit_checkpoint_heads VALUES (2, 'umbrella', 1, zeroblob(32))",
+        "UPDATE audit_checkpoint_heads SET account = 'acme2' WHERE checkpoint = 2 AND account = 'acme'",
+        "UPDATE audit_checkpoint_heads SET account = 'ac me' WHERE checkpoint = 2 AND account = 'acme'",
+        "UPDATE audit_checkpoint_heads SET seq = 'ten' WHERE checkpoint = 2 AND account = 'acme'",
+        "UPDATE audit_checkpoint_heads SET hash = substr(hash, 1, 31) WHERE checkpoint = 2 AND account = 'acme'",
+        "UPDATE audit_checkpoint_heads SET checkpoint = 'two' WHERE checkpoint = 2",
+    ] {
+        let fixture = populated();
+        raw(&fixture.path).execute(change, []).unwrap();
+        let report = verify(&fixture.path);
+        let codes: Vec<_> = report.failures.iter().map(|f| f.problem.code()).collect();
+        assert_eq!(codes, ["bad-heads"], "{change}: {report:#?}");
+        let failure = &report.failures[0];
+        assert_eq!((&failure.account, failure.seq), (&None, None), "{change}");
+        assert!(failure.to_string().contains("checkpoint #2"), "{failure}");
+    }
+    // The table gone: neither checkpoint can show its heads.
+    let fixture = populated();
+    raw(&fixture.path)
+        .execute_batch("DROP TABLE audit_checkpoint_heads")
+        .unwrap();
+    let report = verify(&fixture.path);
+    let codes: Vec<_> = report.failures.iter().map(|f| f.problem.code()).collect();
+    assert_eq!(codes, ["bad-heads", "bad-heads"], "{report:#?}");
+}
+
+#[test]
+fn a_checkpoint_with_bad_heads_is_left_out_of_the_other_checks() {
+    // Checkpoint #1 (acme at 3) keeps heads that do not reproduce its
+    // root; checkpoint #2 still catches the cut tail, and #1 is no fork.
+    let fixture = populated();
+    let conn = raw(&fixture.path);
+    conn.execute(
+        "UPDATE audit_checkpoint_heads SET seq = 99 WHERE checkpoint = 1 AND account = 'acme'",
+        [],
+    )
+    .unwrap();
+    truncate_acme(&conn);
+    drop(conn);
+    let report = verify(&fixture.path);
+    let codes: Vec<_> = report.failures.iter().map(|f| f.problem.code()).collect();
+    assert_eq!(codes, ["bad-heads", "truncated"], "{report:#?}");
+    assert_eq!(failure(&report, "acme"), (8, "truncated"));
 }

@@ -357,14 +357,41 @@ fn every_head_has_an_inclusion_proof_in_the_latest_checkpoint() {
         store.checkpoint(1_699_999_999_999),
         Err(StoreError::Audit(AuditError::CheckpointTime { .. }))
     ));
-    assert_eq!(cp.heads.len(), 7);
-    for (account, head) in &cp.heads {
-        let proof = cp.inclusion_proof(account).unwrap();
-        assert_eq!(proof.size.0, 7);
-        let leaf =
-            merkle::leaf_hash(chaperone_log::checkpoint::head_line(account, head).as_bytes());
-        merkle::verify_inclusion(&leaf, &proof, &cp.root).unwrap();
-        assert_eq!(store.head(account).unwrap().as_ref(), Some(head));
+    assert_eq!(cp.tree_size, 7);
+    // The note names no account: the store keeps the heads, one per chain.
+    assert!(!cp.note.contains("tenant-"), "{}", cp.note);
+    let kept = store
+        .read(|c| chaperone_store::checkpoints::kept_heads(c, 1))
+        .unwrap()
+        .unwrap();
+    assert_eq!((kept.len(), kept.root()), (7, cp.root));
+    for (account, head) in kept.iter() {
+        let proof = kept.proof(account).unwrap();
+        assert_eq!(proof.proof.size.0, 7);
+        assert_eq!(proof.head, head);
+        let leaf = merkle::leaf_hash(chaperone_log::heads::head_line(account, &head).as_bytes());
+        merkle::verify_inclusion(&leaf, &proof.proof, &cp.root).unwrap();
+        assert_eq!(store.head(account).unwrap().as_ref(), Some(&head));
+    }
+    drop(store);
+    assert!(verify(&fixture.path).is_ok());
+}
+
+#[test]
+fn the_writer_refuses_updates_and_deletes_of_checkpoints_and_their_heads() {
+    let fixture = populated();
+    let store = fixture.store();
+    for sql in [
+        "DELETE FROM audit_checkpoint_heads WHERE account = 'acme'",
+        "UPDATE audit_checkpoint_heads SET seq = 1",
+        "DELETE FROM audit_checkpoints",
+        "UPDATE audit_checkpoints SET time_ms = 0",
+    ] {
+        let result = store.write(move |tx| {
+            tx.allow_unaudited_changes();
+            tx.conn().execute(sql, [])
+        });
+        assert!(result.is_err(), "{sql}");
     }
     drop(store);
     assert!(verify(&fixture.path).is_ok());

@@ -9,9 +9,12 @@ use chaperone_store::Store;
 
 use crate::cli::{DbArg, EXIT_OK};
 
-/// Write a signed checkpoint of every chain head: the store keeps it, and it
-/// is printed (or written to `--out`) so that it can be kept elsewhere too.
-/// A checkpoint kept outside the store is what shows a cut tail later.
+/// Write a signed checkpoint of every chain head: the store keeps it with the
+/// heads it commits to, and its note (the number of chains and the Merkle
+/// root over their heads, no account) is printed, or written to `--out`, so
+/// that it can be kept elsewhere too. A note kept outside the store is what
+/// shows a cut tail later: the store's heads for it must still reproduce its
+/// root, and the chains must still extend them.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -45,8 +48,8 @@ impl Args {
                     .with_context(|| format!("cannot write `{}`", out.display()))?;
                 println!(
                     "wrote a checkpoint of {} chain{} to `{}`",
-                    checkpoint.heads.len(),
-                    if checkpoint.heads.len() == 1 { "" } else { "s" },
+                    checkpoint.tree_size,
+                    if checkpoint.tree_size == 1 { "" } else { "s" },
                     out.display()
                 );
             }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use chaperone_store::export::WithoutCheckpoint;
 use chaperone_store::{export, read, verify};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -14,8 +15,9 @@ use crate::cli::{DbArg, EXIT_OK};
 const PROGRESS_THRESHOLD: u64 = 50_000;
 
 /// Export one account's chain as JSON Lines: a header, each record's exact
-/// bytes (base64) with its decoded fields, the latest signed checkpoint, and
-/// the inclusion proof of the account's head in it. An auditor verifies the
+/// bytes (base64) with its decoded fields, the latest signed checkpoint
+/// (which names no account), and the account's own head with its inclusion
+/// proof against the checkpoint's root. An auditor verifies the
 /// file offline with `chaperone audit verify --export FILE --pubkey FILE`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -89,10 +91,19 @@ impl Args {
             summary.records,
             if summary.records == 1 { "" } else { "s" },
             self.account,
-            match (summary.checkpoint, summary.proof) {
-                (true, true) => " with the latest checkpoint and the inclusion proof of its head",
-                (true, false) => " with the latest checkpoint (which does not name this account)",
-                _ => " (the store has no checkpoint yet)",
+            match (summary.proof, summary.without) {
+                (true, _) => " with the latest checkpoint and its head's inclusion proof in it",
+                (false, Some(WithoutCheckpoint::NoneSigned)) =>
+                    " (the store has no checkpoint yet)",
+                (false, Some(WithoutCheckpoint::VersionOne)) => {
+                    " without a checkpoint (the latest is of version 1, which lists every account: sign one with `chaperone audit checkpoint`)"
+                }
+                (false, Some(WithoutCheckpoint::NotInIt)) => {
+                    " without a checkpoint (the latest was signed before the account's chain began)"
+                }
+                (false, None) => {
+                    " with the latest checkpoint but no proof of its head (the store's heads for it are not its tree)"
+                }
             }
         );
         match &self.out {
