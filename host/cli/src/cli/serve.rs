@@ -29,6 +29,13 @@ pub struct Args {
     /// Open connections at most (one more is closed at once).
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
+    /// Seconds to receive a request's header (and the longest a kept-alive
+    /// connection may stay idle).
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds to receive a request's body and answer it (408 past it).
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout: u64,
     /// Seconds between expiry sweeps.
     #[arg(long, default_value_t = 60)]
     pub sweep_every: u64,
@@ -97,6 +104,8 @@ impl Args {
         );
         let limits = chaperone::server::ServeLimits {
             max_connections: self.max_connections,
+            header_timeout: Duration::from_secs(self.header_timeout.max(1)),
+            request_timeout: Duration::from_secs(self.request_timeout.max(1)),
             ..Default::default()
         };
         chaperone::server::serve(listener, router, limits, shutdown_signal()).await;

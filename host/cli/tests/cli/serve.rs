@@ -43,6 +43,11 @@ fn run(args: &[&std::ffi::OsStr]) -> String {
 
 /// `init` (its admin token), a vendor token for `celigo`, then `serve`.
 fn start() -> Server {
+    start_with(&[])
+}
+
+/// As [`start`], with more arguments to `serve`.
+fn start_with(extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
     let db = dir.path().join("api.db");
     let init = run(&["init".as_ref(), "--db".as_ref(), db.as_os_str()]);
@@ -65,6 +70,7 @@ fn start() -> Server {
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(&db)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = command
@@ -403,4 +409,116 @@ fn sigterm_stops_the_server_cleanly_and_keeps_what_it_recorded() {
         (Some(&json!(1)), Some(&json!(1))),
         "{report}"
     );
+}
+
+/// Reads until the server closes the connection (or `limit` passes: then
+/// `None`). What was read, if it closed.
+fn read_until_closed(stream: &mut TcpStream, limit: std::time::Duration) -> Option<String> {
+    stream
+        .set_read_timeout(Some(limit))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let mut got = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => got.extend_from_slice(buffer.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(String::from_utf8_lossy(&got).into_owned());
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A client that sends half a header is cut off after the header timeout;
+/// one that sends its body a byte at a time is answered 408 after the
+/// request timeout; past the connection limit a new connection is closed
+/// at once. The server goes on serving others throughout.
+#[test]
+fn slow_and_excess_clients_are_cut_off() {
+    let server = start_with(&[
+        "--header-timeout",
+        "1",
+        "--request-timeout",
+        "2",
+        "--max-connections",
+        "3",
+    ]);
+    let patience = std::time::Duration::from_secs(20);
+
+    let mut half = TcpStream::connect(&server.addr).unwrap_or_else(|e| unreachable!("{e}"));
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: te")
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(
+        read_until_closed(&mut half, patience).is_some(),
+        "a half-sent header kept its connection open"
+    );
+
+    let mut slow = TcpStream::connect(&server.addr).unwrap_or_else(|e| unreachable!("{e}"));
+    let body = json!({"op": "account", "id": "slow", "policy": "celigo", "plan": "paid", "environments": []}).to_string();
+    write!(
+        slow,
+        "POST /v1/requests HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\nauthorization: Bearer {}\r\ncontent-length: {}\r\n\r\n",
+        server.vendor,
+        body.len()
+    )
+    .unwrap_or_else(|e| unreachable!("{e}"));
+    let mut answer = None;
+    for byte in body.bytes() {
+        if slow.write_all(&[byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        slow.set_nonblocking(true)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let mut buffer = [0u8; 1024];
+        let read = slow.read(&mut buffer);
+        slow.set_nonblocking(false)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        if let Ok(n) = read
+            && n > 0
+        {
+            answer =
+                Some(String::from_utf8_lossy(buffer.get(..n).unwrap_or_default()).into_owned());
+            break;
+        }
+    }
+    let answer = answer.unwrap_or_else(|| unreachable!("the slow body was never answered"));
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // Nothing of it was recorded.
+    let (status, _) = call(
+        &server,
+        "GET",
+        "/v1/accounts/slow",
+        None,
+        Some(&server.vendor),
+    );
+    assert_eq!(status, 404);
+
+    // Three idle connections fill the limit (each is cut off after the
+    // header timeout); a fourth is closed at once, without an answer.
+    let idle: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(&server.addr).unwrap_or_else(|e| unreachable!("{e}")))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut excess = TcpStream::connect(&server.addr).unwrap_or_else(|e| unreachable!("{e}"));
+    let _ = excess.write_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n");
+    let got = read_until_closed(&mut excess, std::time::Duration::from_millis(900));
+    assert_eq!(
+        got.as_deref(),
+        Some(""),
+        "a connection over the limit was served"
+    );
+    drop(idle);
+    // Once they are gone, the server serves again.
+    let mut served = false;
+    for _ in 0..50 {
+        if call(&server, "GET", "/healthz", None, None).0 == 200 {
+            served = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(served);
 }
