@@ -162,8 +162,19 @@ pub enum StoreError {
     #[error("the store's writer has stopped")]
     WriterStopped,
     /// A write batch could not be committed; none of its jobs took effect.
-    #[error("could not commit the write batch")]
+    #[error("could not commit the write batch: {}", cause(.0.as_ref()))]
     Commit(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The file is an SQLite database, but not a store: it has tables of
+    /// its own and no store schema.
+    #[error(
+        "`{path}` is an SQLite database but not a Chaperone store (it has tables {tables}); refusing to add the store's tables to it"
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// Some of its tables.
+        tables: String,
+    },
     /// A write job was rolled back for a reason of its own (it panicked,
     /// or changed rows without an audit record).
     #[error("the write was rolled back: {0}")]
@@ -198,6 +209,26 @@ pub enum WriteError<E> {
     /// The store failed; nothing of the job took effect.
     #[error(transparent)]
     Store(StoreError),
+}
+
+/// What went wrong in words an operator acts on: a lock held by another
+/// process, a full disk, a read-only file, else the engine's own message.
+pub fn cause(error: &(dyn std::error::Error + 'static)) -> String {
+    use rusqlite::ErrorCode;
+    let code = error
+        .downcast_ref::<rusqlite::Error>()
+        .and_then(rusqlite::Error::sqlite_error_code);
+    match code {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
+            "the store is locked by another process (waited {} s for it); is another `chaperone` using it?",
+            BUSY_TIMEOUT.as_secs()
+        ),
+        Some(ErrorCode::DiskFull) => "the disk is full".into(),
+        Some(ErrorCode::ReadOnly) => "the store's file is read-only".into(),
+        Some(ErrorCode::CannotOpen) => "the store's file cannot be opened".into(),
+        Some(ErrorCode::NotADatabase) => "the file is not an SQLite database".into(),
+        _ => error.to_string(),
+    }
 }
 
 /// The store. Cheap to clone; every clone shares one writer.
@@ -346,6 +377,34 @@ fn open_configured(path: &Path, flags: OpenFlags) -> Result<Connection, StoreErr
     Ok(conn)
 }
 
+/// Refuses a database that holds tables but no store schema (version 0):
+/// someone else's SQLite file, which the migrations would otherwise add the
+/// store's tables to.
+fn refuse_foreign(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let open = |source: rusqlite::Error| StoreError::Open {
+        path: path.to_owned(),
+        source: Box::new(source),
+    };
+    if migrations::version(conn).map_err(open)? != 0 {
+        return Ok(());
+    }
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 5")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(open)?;
+    if tables.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Foreign {
+        path: path.to_owned(),
+        tables: tables
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = open_configured(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     conn.pragma_update(None, "query_only", "ON")
@@ -406,6 +465,7 @@ impl Store {
         )?;
         conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
             .map_err(open)?;
+        refuse_foreign(&conn, &path)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(open)?;
@@ -618,5 +678,96 @@ impl Store {
     /// Writes `account`'s chain as JSON Lines (see [`export::export`]).
     pub fn export(&self, account: &str, out: &mut dyn Write) -> Result<ExportSummary, StoreError> {
         self.with_reader(|conn| Ok(export::export(conn, account, out, &|_| {})?))
+    }
+}
+
+#[cfg(test)]
+mod open_tests {
+    use super::*;
+
+    fn draft(account: &str) -> RecordDraft {
+        RecordDraft {
+            account: account.into(),
+            time_ms: 1,
+            kind: "test".into(),
+            actor: None,
+            request: serde_json::json!({}),
+            decision: None,
+            effects: serde_json::json!([]),
+            policy: None,
+            input: None,
+        }
+    }
+
+    #[test]
+    fn another_programs_sqlite_file_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let path = dir.path().join("app.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap_or_else(|e| unreachable!("{e}"));
+            conn.execute_batch(
+                "CREATE TABLE users (id INTEGER); CREATE TABLE orders (id INTEGER);",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        }
+        let error = Store::open(&path).map(|_| ()).unwrap_err_or_unreachable();
+        let message = error.to_string();
+        assert!(
+            matches!(error, StoreError::Foreign { .. }) && message.contains("`orders`, `users`"),
+            "{message}"
+        );
+        let conn = Connection::open(&path).unwrap_or_else(|e| unreachable!("{e}"));
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(tables, 2, "the store added tables to a foreign file");
+        assert!(!keys::private_key_path(&path).exists());
+        // An empty file (say made by `touch`) becomes a store.
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, b"").unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(Store::open(&empty).is_ok());
+    }
+
+    #[test]
+    fn a_write_blocked_by_another_process_lock_names_the_lock() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let path = dir.path().join("store.db");
+        let store = Store::open(&path).unwrap_or_else(|e| unreachable!("{e}"));
+        let other = Connection::open(&path).unwrap_or_else(|e| unreachable!("{e}"));
+        other
+            .execute_batch("BEGIN EXCLUSIVE")
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let written = store.write(|tx| tx.append(&draft("acme")).map(|_| ()));
+        let message = match written {
+            Err(WriteError::Store(e)) => e.to_string(),
+            other => unreachable!("the write went through a held lock: {other:?}"),
+        };
+        assert!(message.contains("locked by another process"), "{message}");
+        other
+            .execute_batch("ROLLBACK")
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        // Once the lock is gone, writes go through again.
+        assert!(
+            store
+                .write(|tx| tx.append(&draft("acme")).map(|_| ()))
+                .is_ok()
+        );
+    }
+
+    trait UnwrapErr<E> {
+        fn unwrap_err_or_unreachable(self) -> E;
+    }
+
+    impl<T, E> UnwrapErr<E> for Result<T, E> {
+        fn unwrap_err_or_unreachable(self) -> E {
+            match self {
+                Ok(_) => unreachable!("expected an error"),
+                Err(e) => e,
+            }
+        }
     }
 }
