@@ -5,6 +5,8 @@
 mod audit_cli;
 #[path = "cli/policy.rs"]
 mod policy_cli;
+#[path = "cli/readme.rs"]
+mod readme_cli;
 #[path = "cli/serve.rs"]
 mod serve_cli;
 
