@@ -26,7 +26,9 @@
 //! | `POST /v1/checkpoint` | admin | — | a new signed checkpoint (the note) |
 //! | `GET /healthz` | anyone | — | `ok` |
 //!
-//! Requests are timed by the host's clock.
+//! Requests are timed by the host's clock. `GET /openapi.json` is the
+//! OpenAPI document of these routes, generated from the handlers the router
+//! is built from (`utoipa`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +37,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -74,26 +76,16 @@ pub fn router(host: Host, options: ApiOptions) -> Router {
         host,
         write_timeout: options.write_timeout,
     });
-    let module_limit = chaperone_runtime::Limits::default().module_bytes;
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/v1/requests", post(request))
-        .route("/v1/accounts/{id}", get(account))
-        .route("/v1/accounts/{id}/verify", get(verify))
-        .route("/v1/accounts/{id}/audit", get(export))
-        .route("/v1/checkpoint", get(latest_checkpoint).post(checkpoint))
-        .route("/v1/pubkey", get(pubkey))
+    let (routes, document) = routes();
+    let document = Arc::new(document);
+    routes
         .route(
-            "/v1/modules",
-            get(modules)
-                .post(install)
-                .layer(axum::extract::DefaultBodyLimit::max(module_limit)),
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { Json(document.as_ref().clone()) }
+            }),
         )
-        .route("/v1/modules/activate", post(activate))
-        .route("/v1/modules/rollback", post(rollback))
-        .route("/v1/tokens", get(tokens).post(create_token))
-        .route("/v1/tokens/{id}", delete(revoke_token))
-        .route("/v1/tick", post(tick))
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -133,6 +125,71 @@ pub fn spawn_schedules(host: Host, sweep_every: Duration, checkpoint_every: Dura
             }
         });
     }
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "chaperone", summary = "Liveness (no token)", responses((status = 200, description = "`ok`", content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The body of every error answer.
+#[derive(utoipa::ToSchema, serde::Serialize)]
+struct ErrorBody {
+    /// What was wrong.
+    error: String,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Chaperone", description = "Scoped, time-bound, revocable vendor support access with a verifiable audit log. Every `/v1` route needs `Authorization: Bearer <token>`."),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of [`router`]'s routes, generated from the handlers
+/// the router is built from.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+/// The routes and their OpenAPI document, from the same handlers.
+fn routes() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi as _;
+    use utoipa_axum::routes;
+    let module_limit = chaperone_runtime::Limits::default().module_bytes;
+    let modules = utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(modules, install))
+        .layer(axum::extract::DefaultBodyLimit::max(module_limit));
+    utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(request))
+        .routes(routes!(account))
+        .routes(routes!(verify))
+        .routes(routes!(export))
+        .routes(routes!(latest_checkpoint, checkpoint))
+        .routes(routes!(pubkey))
+        .merge(modules)
+        .routes(routes!(activate))
+        .routes(routes!(rollback))
+        .routes(routes!(tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(tick))
+        .split_for_parts()
 }
 
 async fn no_such_endpoint(method: Method, uri: axum::http::Uri) -> ApiError {
@@ -401,6 +458,7 @@ fn json_body(
     })
 }
 
+#[utoipa::path(post, path = "/v1/requests", tag = "chaperone", summary = "Carry out one request (a state step or a policy-evaluated operation) on one account; answered after its audit record is durable", request_body(content = Object, content_type = "application/json", description = "one request in the scenario format, e.g. `{\"op\": \"grant\", ...}`"), responses((status = 200, description = "the decision, or the `sync` record"), (status = 400, description = "the request has the wrong shape or members its operation does not have", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody), (status = 404, description = "no such account", body = ErrorBody), (status = 415, description = "the body is not `application/json`", body = ErrorBody)), security(("bearer" = [])))]
 async fn request(
     State(app): State<Arc<App>>,
     method: Method,
@@ -456,6 +514,7 @@ async fn request(
     .await
 }
 
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "chaperone", summary = "The account as its policy sees it now, with expiry instants", params(("id" = String, Path, description = "the account id")), responses((status = 200, description = "the account"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody), (status = 404, description = "no such account", body = ErrorBody)), security(("bearer" = [])))]
 async fn account(
     State(app): State<Arc<App>>,
     method: Method,
@@ -494,6 +553,7 @@ async fn account(
     .await
 }
 
+#[utoipa::path(get, path = "/v1/accounts/{id}/verify", tag = "chaperone", summary = "Verify the account's chain", params(("id" = String, Path, description = "the account id")), responses((status = 200, description = "the verification report"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody), (status = 404, description = "no such account", body = ErrorBody)), security(("bearer" = [])))]
 async fn verify(
     State(app): State<Arc<App>>,
     method: Method,
@@ -578,6 +638,7 @@ impl std::io::Write for ChunkWriter {
     }
 }
 
+#[utoipa::path(get, path = "/v1/accounts/{id}/audit", tag = "chaperone", summary = "The account's chain as JSON Lines, with a checkpoint and the inclusion proof of its head (streamed)", params(("id" = String, Path, description = "the account id")), responses((status = 200, description = "the export", content_type = "application/x-ndjson"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody), (status = 404, description = "no such account", body = ErrorBody)), security(("bearer" = [])))]
 async fn export(
     State(app): State<Arc<App>>,
     method: Method,
@@ -636,6 +697,7 @@ async fn export(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/checkpoint", tag = "chaperone", summary = "The latest signed checkpoint (a signed note naming no account)", responses((status = 200, description = "the note", content_type = "text/plain"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 404, description = "no checkpoint yet", body = ErrorBody)), security(("bearer" = [])))]
 async fn latest_checkpoint(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -653,6 +715,7 @@ async fn latest_checkpoint(
     .await
 }
 
+#[utoipa::path(get, path = "/v1/pubkey", tag = "chaperone", summary = "The log's public key, for `chaperone-verify --pubkey`", responses((status = 200, description = "the key", content_type = "text/plain"), (status = 401, description = "no valid bearer token", body = ErrorBody)), security(("bearer" = [])))]
 async fn pubkey(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<String, ApiError> {
     authenticate(&app, &headers).await?;
     blocking(move || {
@@ -662,6 +725,7 @@ async fn pubkey(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Strin
     .await
 }
 
+#[utoipa::path(post, path = "/v1/checkpoint", tag = "chaperone", summary = "Sign a checkpoint now (admin)", responses((status = 200, description = "the note", content_type = "text/plain"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody)), security(("bearer" = [])))]
 async fn checkpoint(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<String, ApiError> {
     let credential = authenticate(&app, &headers).await?;
     admin_only(&credential, "sign checkpoints")?;
@@ -676,6 +740,7 @@ async fn checkpoint(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<S
     .await
 }
 
+#[utoipa::path(post, path = "/v1/tick", tag = "chaperone", summary = "Run the expiry sweep now (admin)", responses((status = 200, description = "how many `expire` records were written"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody)), security(("bearer" = [])))]
 async fn tick(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let credential = authenticate(&app, &headers).await?;
     admin_only(&credential, "run the expiry sweep")?;
@@ -686,6 +751,7 @@ async fn tick(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Va
     .await
 }
 
+#[utoipa::path(get, path = "/v1/modules", tag = "chaperone", summary = "The installed modules (admin: all; vendor: its own)", responses((status = 200, description = "the modules"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody)), security(("bearer" = [])))]
 async fn modules(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let credential = authenticate(&app, &headers).await?;
     let vendor = match &credential.scope {
@@ -708,6 +774,7 @@ struct InstallQuery {
     activate: bool,
 }
 
+#[utoipa::path(post, path = "/v1/modules", tag = "chaperone", summary = "Install a module for a vendor (admin); checked as `policy check` does", params(("vendor" = String, Query, description = "the vendor id; the module must describe itself so"), ("activate" = Option<bool>, Query, description = "make it active now")), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the module's bytes"), responses((status = 200, description = "the installed module"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody), (status = 409, description = "already installed", body = ErrorBody), (status = 415, description = "not `application/wasm`", body = ErrorBody), (status = 422, description = "the module does not load, fails `policy check`, or names another vendor", body = ErrorBody)), security(("bearer" = [])))]
 async fn install(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -748,6 +815,7 @@ struct ActivateBody {
     digest: String,
 }
 
+#[utoipa::path(post, path = "/v1/modules/activate", tag = "chaperone", summary = "Make an installed module its vendor's active one (admin)", request_body(content = Object, content_type = "application/json", description = "`{\"vendor\": V, \"digest\": D}`"), responses((status = 200, description = "the activation"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody), (status = 404, description = "not installed", body = ErrorBody), (status = 409, description = "already active", body = ErrorBody)), security(("bearer" = [])))]
 async fn activate(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -771,6 +839,7 @@ struct RollbackBody {
     vendor: String,
 }
 
+#[utoipa::path(post, path = "/v1/modules/rollback", tag = "chaperone", summary = "Make the module active before a vendor's current one active again (admin)", request_body(content = Object, content_type = "application/json", description = "`{\"vendor\": V}`"), responses((status = 200, description = "the activation"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody), (status = 409, description = "nothing to roll back to", body = ErrorBody)), security(("bearer" = [])))]
 async fn rollback(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -797,6 +866,7 @@ fn typed_body<T: serde::de::DeserializeOwned>(
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("bad body: {e}")))
 }
 
+#[utoipa::path(get, path = "/v1/tokens", tag = "chaperone", summary = "The credentials, without secrets (admin)", responses((status = 200, description = "the credentials"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody)), security(("bearer" = [])))]
 async fn tokens(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let credential = authenticate(&app, &headers).await?;
     admin_only(&credential, "list credentials")?;
@@ -817,6 +887,7 @@ struct TokenBody {
     label: String,
 }
 
+#[utoipa::path(post, path = "/v1/tokens", tag = "chaperone", summary = "Create a credential; its token is in this answer only (admin)", request_body(content = Object, content_type = "application/json", description = "`{\"kind\": \"admin\"|\"vendor\"|\"customer\", \"subject\": S, \"label\": L}`"), responses((status = 201, description = "the credential and its token"), (status = 400, description = "bad kind or subject", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody)), security(("bearer" = [])))]
 async fn create_token(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -848,6 +919,7 @@ async fn create_token(
     .await
 }
 
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "chaperone", summary = "Revoke a credential (admin)", params(("id" = String, Path, description = "the credential id")), responses((status = 200, description = "revoked"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody), (status = 404, description = "no such credential", body = ErrorBody), (status = 409, description = "revoked already", body = ErrorBody)), security(("bearer" = [])))]
 async fn revoke_token(
     State(app): State<Arc<App>>,
     headers: HeaderMap,

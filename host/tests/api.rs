@@ -570,3 +570,57 @@ async fn the_router_serves_over_a_socket() {
     let json = response.split("\r\n\r\n").nth(1).expect("a body");
     assert_eq!(json_of(json.as_bytes())["seq"], 1, "{response}");
 }
+
+/// `/openapi.json` is generated from the handlers the router is built from:
+/// every documented path and method reaches a handler (never the
+/// no-such-endpoint or wrong-method answer), and every route is documented.
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let fixture = fixture();
+    let router = router(&fixture);
+    let open = Request::get("/openapi.json").body(Body::empty()).unwrap();
+    let (status, body) = call(&router, open).await;
+    assert_eq!(status, StatusCode::OK);
+    let document = json_of(&body);
+    let paths = document["paths"].as_object().unwrap();
+    let mut documented = Vec::new();
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+            let concrete = path.replace("{id}", "acme");
+            let request = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&concrete)
+                .body(Body::empty())
+                .unwrap();
+            let (status, body) = call(&router, request).await;
+            let text = String::from_utf8_lossy(&body);
+            assert!(
+                !text.contains("no endpoint") && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {status} {text}"
+            );
+        }
+    }
+    documented.sort();
+    let mut expected = vec![
+        "GET /healthz",
+        "POST /v1/requests",
+        "GET /v1/accounts/{id}",
+        "GET /v1/accounts/{id}/verify",
+        "GET /v1/accounts/{id}/audit",
+        "GET /v1/checkpoint",
+        "POST /v1/checkpoint",
+        "GET /v1/pubkey",
+        "GET /v1/modules",
+        "POST /v1/modules",
+        "POST /v1/modules/activate",
+        "POST /v1/modules/rollback",
+        "GET /v1/tokens",
+        "POST /v1/tokens",
+        "DELETE /v1/tokens/{id}",
+        "POST /v1/tick",
+    ];
+    expected.sort_unstable();
+    assert_eq!(documented, expected);
+    assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+}
