@@ -207,6 +207,26 @@ async fn refusals_are_json_errors_naming_what_was_wrong() {
             "nobody",
         ),
         (
+            post_as(vendor, "/v1/requests", &{
+                let mut g = grant();
+                if let Some(fields) = g.as_object_mut() {
+                    fields.insert("note".into(), json!("x".repeat(900_000)));
+                }
+                g
+            }),
+            StatusCode::BAD_REQUEST,
+            "`note` is not a field of `grant`",
+        ),
+        (
+            post_as(
+                vendor,
+                "/v1/requests",
+                &json!({"op": "grant", "pad": "x".repeat(2 << 20)}),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "length limit",
+        ),
+        (
             get_as(vendor, "/v2/nothing"),
             StatusCode::NOT_FOUND,
             "/v2/nothing",
