@@ -522,3 +522,116 @@ fn slow_and_excess_clients_are_cut_off() {
     }
     assert!(served);
 }
+
+/// SIGTERM while clients keep sending: the server stops accepting, answers
+/// what it took, and every decision it acknowledged (200, with its seq) is
+/// in the store afterwards with the verdict it answered; the chains verify.
+#[cfg(unix)]
+#[test]
+fn sigterm_during_load_loses_no_acknowledged_decision() {
+    let mut server = start();
+    for n in 0..4 {
+        let (status, _) = post(
+            &server,
+            &json!({"op": "account", "id": format!("load{n}"), "policy": "celigo", "plan": "paid",
+                    "environments": [{"id": "prod", "kind": "production"}]}),
+        );
+        assert_eq!(status, 200);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|n| {
+            let (addr, token) = (server.addr.clone(), server.vendor.clone());
+            let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+            std::thread::spawn(move || {
+                let body = json!({"op": "act", "account": format!("load{n}"), "agent": "sam@celigo.com",
+                                  "action": {"name": "flow.read", "environment": "prod"}})
+                .to_string();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Ok(mut stream) = TcpStream::connect(&addr) else {
+                        break;
+                    };
+                    let request = format!(
+                        "POST /v1/requests HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(request.as_bytes()).is_err() {
+                        break;
+                    }
+                    let mut response = String::new();
+                    if stream.read_to_string(&mut response).is_err() {
+                        continue;
+                    }
+                    if response.starts_with("HTTP/1.1 200")
+                        && let Some(answer) = response
+                            .split("\r\n\r\n")
+                            .nth(1)
+                            .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                    {
+                        acknowledged
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push((format!("load{n}"), answer));
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| unreachable!("kill: {e}"));
+    assert!(killed.success());
+    let exit = server
+        .child
+        .wait()
+        .unwrap_or_else(|e| unreachable!("wait: {e}"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        let _ = client.join();
+    }
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    let acknowledged = acknowledged
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    assert!(
+        acknowledged.len() > 4,
+        "too little load: {}",
+        acknowledged.len()
+    );
+    let db = server.dir.path().join("api.db");
+    for (account, answer) in &acknowledged {
+        let export = Command::new(env!("CARGO_BIN_EXE_chaperone"))
+            .args(["audit", "export", "--account", account, "--db"])
+            .arg(&db)
+            .output()
+            .unwrap_or_else(|e| unreachable!("export: {e}"));
+        let text = String::from_utf8_lossy(&export.stdout);
+        let seq = answer.get("seq").and_then(Value::as_u64).unwrap_or(0);
+        let verdict = answer
+            .get("decision")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        let found = text.lines().any(|line| {
+            serde_json::from_str::<Value>(line).ok().is_some_and(|l| {
+                l.get("seq").and_then(Value::as_u64) == Some(seq)
+                    && l.pointer("/record/decision/verdict")
+                        .and_then(Value::as_str)
+                        == Some(verdict)
+            })
+        });
+        assert!(
+            found,
+            "{account} seq {seq} ({verdict}) was acknowledged but is not in the store"
+        );
+    }
+    let verified = Command::new(env!("CARGO_BIN_EXE_chaperone"))
+        .args(["audit", "verify", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap_or_else(|e| unreachable!("verify: {e}"));
+    assert_eq!(verified.status.code(), Some(0), "{verified:?}");
+}
