@@ -168,8 +168,9 @@ pub enum ServiceError {
     Contended(String),
 }
 
-/// How often an operation is retried when its account changed between the
-/// snapshot and the write (optimistic concurrency on the chain head).
+/// How often an operation is retried when its account's state changed
+/// between the snapshot and the write (optimistic concurrency on the
+/// account's state version).
 const MAX_ATTEMPTS: usize = 16;
 
 /// A decision about to be recorded: the policy's, or the host's own.
@@ -360,7 +361,8 @@ impl Host {
         let named = named_object(&request.operation);
         let AccountRead {
             snapshot,
-            head,
+            version,
+            expiry_due,
             named_owner,
         } = self
             .store
@@ -428,7 +430,8 @@ impl Host {
         };
         let read = AccountRead {
             snapshot,
-            head,
+            version,
+            expiry_due,
             named_owner,
         };
         Ok((read, decided))
@@ -515,7 +518,7 @@ fn prepare(
         }
         Err(e) => return Err(ServiceError::Store(StoreError::from(e))),
     };
-    commit.expected_head = read.head;
+    commit.expected_version = read.version;
     commit.sweep_expiries = matches!(request.operation, Operation::Act(_));
     commit.module = module;
     let outcome = Outcome {
@@ -638,7 +641,7 @@ fn refuse_oversized(
         }
         Err(e) => return Err(ServiceError::Store(StoreError::from(e))),
     };
-    commit.expected_head = read.head;
+    commit.expected_version = read.version;
     commit.sweep_expiries = matches!(request.operation, Operation::Act(_));
     commit.module = module;
     let outcome = Outcome {

@@ -74,6 +74,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "index of live grants",
         sql: crate::state::SCHEMA_V3,
     },
+    Migration {
+        version: 4,
+        name: "account state versions",
+        sql: crate::state::SCHEMA_V4,
+    },
 ];
 
 /// Brings the store up to the newest schema.
