@@ -1,18 +1,23 @@
 //! Decisions per second through the whole host: evaluate in a fresh
 //! sandboxed instance + durable audit record + effects, group-committed.
 //!
-//! `cargo bench -p chaperone --bench host` runs a mix of 20% `grant` and 80%
-//! `act` operations on Celigo accounts, on a store in a temporary directory
-//! at `synchronous=FULL`, in two shapes:
+//! `cargo bench -p chaperone --bench host` runs `grant` and `act` operations
+//! on Celigo accounts, on a store in a temporary directory at
+//! `synchronous=FULL`, in two shapes:
 //!
 //! - `spread`: 1, 8 and 64 client threads, each on its own account
 //!   (different customers, as in production);
 //! - `hot`: 8 and 64 client threads all on ONE account (a busy customer).
 //!
-//! An account sees ten minutes pass between its operations and grants last
-//! an hour, so it holds a handful of live grants, and acts also write
-//! `expire` records. `refused` counts operations the host would not carry
-//! out because the account was contended; they are not counted as decisions.
+//! and two mixes: 20% grants lasting an hour, and 1% grants lasting a day.
+//! An account sees ten minutes pass between its operations, so either way
+//! it holds a grant or two, and acts also write `expire` records. With 20%
+//! grants about two operations in five change the account's state (each
+//! grant, and the act that records its expiry); such decisions on one
+//! account go one at a time, each reading what the one before wrote, while
+//! decisions that change nothing go in parallel. `refused` counts
+//! operations the host would not carry out because the account was
+//! contended; they are not counted as decisions.
 //! `cargo bench -p chaperone --bench host` without `--bench` (as `cargo
 //! test` runs it) does a few operations per thread only.
 
@@ -32,6 +37,24 @@ const START: i64 = 1_767_258_000_000; // 2026-01-01T09:00:00Z
 /// Time between two operations of one account: ten minutes.
 const STEP_MS: i64 = 600_000;
 
+/// Which operations a thread sends: a grant every `grant_every`-th, lasting
+/// `grant_hours`; acts otherwise.
+#[derive(Clone, Copy)]
+struct Mix {
+    grant_every: usize,
+    grant_hours: u32,
+}
+
+const TWENTY_PERCENT: Mix = Mix {
+    grant_every: 5,
+    grant_hours: 1,
+};
+
+const ONE_PERCENT: Mix = Mix {
+    grant_every: 100,
+    grant_hours: 24,
+};
+
 /// How the client threads share accounts.
 #[derive(Clone, Copy, PartialEq)]
 enum Shape {
@@ -49,23 +72,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         HostOptions::default(),
     )?);
     println!(
-        "{:>7} {:>8} {:>9} {:>10} {:>8} {:>10} {:>12}",
-        "shape", "threads", "accounts", "decisions", "refused", "seconds", "decisions/s"
+        "{:>7} {:>7} {:>8} {:>9} {:>10} {:>8} {:>10} {:>12}",
+        "shape", "grants", "threads", "accounts", "decisions", "refused", "seconds", "decisions/s"
     );
     let runs = [
-        (Shape::Spread, 1usize, 300usize),
-        (Shape::Spread, 8, 1_000),
-        (Shape::Spread, 64, 250),
-        (Shape::Hot, 8, 1_000),
-        (Shape::Hot, 64, 250),
+        (Shape::Spread, TWENTY_PERCENT, 1usize, 300usize),
+        (Shape::Spread, TWENTY_PERCENT, 8, 1_000),
+        (Shape::Spread, TWENTY_PERCENT, 64, 250),
+        (Shape::Hot, TWENTY_PERCENT, 8, 1_000),
+        (Shape::Hot, TWENTY_PERCENT, 64, 250),
+        (Shape::Spread, ONE_PERCENT, 64, 250),
+        (Shape::Hot, ONE_PERCENT, 64, 250),
     ];
-    for (shape, threads, per_thread) in runs {
+    for (shape, mix, threads, per_thread) in runs {
         let per_thread = if quick {
             per_thread.min(20)
         } else {
             per_thread
         };
-        run(&host, shape, threads, per_thread)?;
+        run(&host, shape, mix, threads, per_thread)?;
     }
     Ok(())
 }
@@ -73,6 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn run(
     host: &Arc<Host>,
     shape: Shape,
+    mix: Mix,
     threads: usize,
     per_thread: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -80,12 +106,14 @@ fn run(
         Shape::Spread => ("spread", threads),
         Shape::Hot => ("hot", 1),
     };
+    let percent = 100 / mix.grant_every;
+    let prefix = format!("{name}-{percent}-{threads}");
     for a in 0..accounts {
-        setup(host, &format!("{name}-{threads}-{a}"))?;
+        setup(host, &format!("{prefix}-{a}"))?;
     }
     // One clock per account: each operation takes the account's next
     // instant, ten minutes after the one before, so both shapes see the
-    // same account history (a handful of live grants).
+    // same account history (a grant or two live).
     let clocks: Arc<Vec<AtomicI64>> = Arc::new((0..accounts).map(|_| AtomicI64::new(0)).collect());
     let refused = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -95,11 +123,13 @@ fn run(
             let clocks = clocks.clone();
             let refused = refused.clone();
             let a = if shape == Shape::Hot { 0 } else { t };
-            let account = format!("{name}-{threads}-{a}");
+            let account = format!("{prefix}-{a}");
             std::thread::spawn(move || -> Result<(), String> {
                 for i in 0..per_thread {
-                    let value = if i % 5 == 0 {
-                        grant(&account)
+                    // Threads' grants staggered: on one account they
+                    // come one every so often, not all at once.
+                    let value = if (i + t) % mix.grant_every == 0 {
+                        grant(&account, mix.grant_hours)
                     } else {
                         act(&account)
                     };
@@ -131,7 +161,8 @@ fn run(
     let refused = refused.load(Ordering::Relaxed);
     let decided = threads * per_thread - refused;
     println!(
-        "{name:>7} {threads:>8} {accounts:>9} {decided:>10} {refused:>8} {seconds:>10.3} {:>12.0}",
+        "{name:>7} {:>7} {threads:>8} {accounts:>9} {decided:>10} {refused:>8} {seconds:>10.3} {:>12.0}",
+        format!("{percent}%"),
         decided as f64 / seconds
     );
     Ok(())
@@ -157,9 +188,9 @@ fn setup(host: &Host, account: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn grant(account: &str) -> Value {
+fn grant(account: &str, hours: u32) -> Value {
     json!({"op": "grant", "account": account, "actor": "cy", "environment": "prod",
-           "scope": {"integrations": {"shopify-sync": "manage"}}, "expires_in": {"hours": 1}})
+           "scope": {"integrations": {"shopify-sync": "manage"}}, "expires_in": {"hours": hours}})
 }
 
 fn act(account: &str) -> Value {
