@@ -25,6 +25,7 @@ use serde_json::Value;
 
 pub use chaperone_model::{AccountSpec, StateStep, UserSpec};
 
+mod gate;
 pub mod request;
 
 pub use request::{ParsedRequest, ShapeError, parse_request};
@@ -65,6 +66,8 @@ pub struct Host {
     store: Arc<dyn Storage>,
     runtime: Runtime,
     policies: Arc<RwLock<HashMap<String, Arc<PolicyModule>>>>,
+    /// The queues of busy accounts ([`Host::execute`]).
+    gates: Arc<gate::Gates>,
 }
 
 /// A policy-evaluated operation on one account.
@@ -163,15 +166,24 @@ pub enum ServiceError {
     /// The store failed; nothing was recorded and nothing changed.
     #[error("the store failed, nothing changed: {0}")]
     Store(#[source] StoreError),
-    /// The account kept changing under the operation.
-    #[error("account `{0}` changed concurrently too often; try again")]
+    /// The account's state changed under the operation at every one of its
+    /// attempts; nothing was recorded. Concurrent operations of this host
+    /// on one account are put in order and never end here (see
+    /// [`Host::execute`]); what can is a store that other processes keep
+    /// changing.
+    #[error(
+        "account `{0}` changed under the operation at each of its {n} attempts; nothing was recorded, try again",
+        n = MAX_ATTEMPTS
+    )]
     Contended(String),
 }
 
-/// How often an operation is retried when its account's state changed
-/// between the snapshot and the write (optimistic concurrency on the
-/// account's state version).
-const MAX_ATTEMPTS: usize = 16;
+/// How often an operation is decided before [`ServiceError::Contended`]: a
+/// safety net only. A decision that waited for its turn on its account is
+/// invalidated only by a state change this host's queue does not order
+/// (one decided before the account was busy, at most one per concurrent
+/// caller; a `sync` step; an expiry sweep; another process).
+const MAX_ATTEMPTS: usize = 1_000;
 
 /// A decision about to be recorded: the policy's, or the host's own.
 struct Decided {
@@ -255,6 +267,7 @@ impl Host {
             store,
             runtime,
             policies: Arc::new(RwLock::new(HashMap::new())),
+            gates: Arc::default(),
         };
         for builtin in crate::builtin::ALL {
             host.use_policy(builtin.vendor, builtin.bytes)?;
@@ -333,10 +346,44 @@ impl Host {
     /// snapshot → policy → one transaction with its audit record and its
     /// effects. A denial is an `Ok` outcome; an `Err` means nothing was
     /// recorded and nothing changed.
+    ///
+    /// Concurrent operations on one account are never refused for being
+    /// concurrent. Each is decided on a snapshot with the account's state
+    /// version, outside the writer, and recorded only if the version is
+    /// still the same, after whatever records were appended meanwhile
+    /// (those changed nothing the decision saw): so every decision is made
+    /// on the state its record follows, in chain order. One that finds the
+    /// state changed is decided again in its turn on the account ([`gate`]),
+    /// first come first served: while anyone waits for a turn, decisions
+    /// that would change the state wait for theirs too, and a decision
+    /// that changes the state keeps its turn until it is written, so the
+    /// next turn reads what it wrote.
     pub fn execute(&self, at: i64, request: OperationRequest) -> Result<Outcome, ServiceError> {
+        let account = request.account.as_str();
+        // Our place in the account's queue, once we have found it changed
+        // (or busy); our turn; whether to keep the turn until written.
+        let mut joined: Option<gate::Joined> = None;
+        let mut turn: Option<gate::Turn> = None;
+        let mut hold = false;
         for _ in 0..MAX_ATTEMPTS {
+            if turn.is_none() {
+                turn = joined.as_ref().map(gate::Joined::turn);
+            }
             let (read, decided) = self.decide(at, &request)?;
             let (commit, outcome) = prepare(at, &read, &request, decided)?;
+            let changes_state =
+                !commit.effects().is_empty() || (commit.sweep_expiries && read.expiry_due);
+            if changes_state && joined.is_none() && self.gates.busy(account) {
+                // Others wait for their turn to decide on this account:
+                // decide again in ours, after them.
+                joined = Some(self.gates.join(account));
+                continue;
+            }
+            if !changes_state && !hold {
+                // A decision that changes nothing invalidates no other: the
+                // next turn need not wait until it is written.
+                turn = None;
+            }
             match self.store.commit_decision(commit) {
                 Ok(committed) => {
                     return Ok(Outcome {
@@ -345,10 +392,21 @@ impl Host {
                         ..outcome
                     });
                 }
-                Err(WriteFailure::Stale) => continue,
+                Err(WriteFailure::Stale) if joined.is_none() => {
+                    joined = Some(self.gates.join(account));
+                }
+                // Changed even in (or just after) our turn, by a change the
+                // queue does not order: from now on keep the turn until
+                // written, so that no other turn's change can come between.
+                Err(WriteFailure::Stale) => hold = true,
                 Err(WriteFailure::Store(e)) => return Err(ServiceError::Store(e)),
             }
         }
+        tracing::warn!(
+            account,
+            attempts = MAX_ATTEMPTS,
+            "the account changed under every attempt; refusing"
+        );
         Err(ServiceError::Contended(request.account.clone()))
     }
 
