@@ -4,15 +4,16 @@
 //!
 //! A decision is first made optimistically, in parallel with any other
 //! (the store records it only if the account's state version is still the
-//! one it was decided on). One that finds the state changed **joins** its
-//! account's queue and from then on decides only in its **turn** (a ticket
-//! lock: first come, first served). While anyone has joined an account's
-//! queue, a decision that would change the account's state joins it too
-//! instead of being written, so that a decision in its turn is not
-//! overtaken by new ones. A decision that changes the state keeps its turn
-//! until it is written, so the next turn reads what it wrote; one that
-//! changes nothing gives its turn up before it is written (it invalidates
-//! no other), unless it already found the state changed after a turn.
+//! one it was decided on). One that keeps finding the state changed (the
+//! service says how often) **joins** its account's queue and from then on
+//! decides only in its **turn** (a ticket lock: first come, first
+//! served). While anyone has joined an account's queue, a decision that
+//! would change the account's state joins it too instead of being written,
+//! so that a decision in its turn is not overtaken by new ones. A decision
+//! that changes the state keeps its turn until it is written, so the next
+//! turn reads what it wrote; one that changes nothing gives its turn up
+//! before it is written (it invalidates no other), unless it already found
+//! the state changed after a turn.
 //!
 //! So a decision in its turn can find the state changed only by a change
 //! the queue does not order: one decided before the account had a queue
