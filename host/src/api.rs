@@ -547,7 +547,7 @@ async fn account(
         Ok(Json(json!({
             "account": state,
             "at": instant::format(now),
-            "seq": read.head.map(|s| s.get()),
+            "seq": app.host.store().head(&id).map_err(internal)?.map(|h| h.seq.get()),
         })))
     })
     .await

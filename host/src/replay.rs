@@ -261,7 +261,7 @@ pub fn diff(
         ..DiffReport::default()
     };
     for account in store.accounts()? {
-        if store.account_vendor(&account)?.as_deref() != Some(vendor) {
+        if store.registry().account_vendor(&account)?.as_deref() != Some(vendor) {
             continue;
         }
         report.accounts += 1;

@@ -2,6 +2,7 @@
 
 mod alloc;
 mod audit;
+mod busy;
 mod conformance;
 mod fuzz_regressions;
 mod registry;

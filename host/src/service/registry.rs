@@ -109,7 +109,7 @@ impl RegistryView {
                 Err(_) => return Ok(()),
             }
         };
-        let version = self.store.registry_version()?;
+        let version = self.store.registry().registry_version()?;
         let known = self
             .snapshot
             .read()
@@ -122,9 +122,10 @@ impl RegistryView {
                 .checked = Some(Instant::now());
             return Ok(());
         }
-        let active = self.store.active_modules()?;
+        let active = self.store.registry().active_modules()?;
         let credentials = self
             .store
+            .registry()
             .credentials()?
             .into_iter()
             .map(|c| (c.id.clone(), c))
@@ -363,7 +364,10 @@ impl Host {
             version: description.version.clone(),
             bytes: bytes.into(),
         };
-        let installed = self.store.install_module(at, vendor, kept, activate, by)?;
+        let installed = self
+            .store
+            .registry()
+            .install_module(at, vendor, kept, activate, by)?;
         self.registry
             .loaded
             .write()
@@ -381,7 +385,10 @@ impl Host {
         digest: &str,
         by: &str,
     ) -> Result<Activation, RegistryError> {
-        let activation = self.store.activate_module(at, vendor, digest, by)?;
+        let activation = self
+            .store
+            .registry()
+            .activate_module(at, vendor, digest, by)?;
         self.registry.refresh(true)?;
         Ok(activation)
     }
@@ -393,7 +400,7 @@ impl Host {
         vendor: &str,
         by: &str,
     ) -> Result<Activation, RegistryError> {
-        let activation = self.store.rollback_module(at, vendor, by)?;
+        let activation = self.store.registry().rollback_module(at, vendor, by)?;
         self.registry.refresh(true)?;
         Ok(activation)
     }
@@ -404,6 +411,7 @@ impl Host {
         vendor: Option<&str>,
     ) -> Result<Vec<InstalledModule>, ServiceError> {
         self.store
+            .registry()
             .installed_modules(vendor)
             .map_err(ServiceError::Store)
     }
@@ -430,6 +438,7 @@ impl Host {
                 if reserved_account(account)
                     || self
                         .store
+                        .registry()
                         .account_vendor(account)
                         .map_err(RegistryError::Store)?
                         .is_none()
@@ -451,7 +460,9 @@ impl Host {
             revoked_at: None,
             hash: secret_hash(&secret),
         };
-        self.store.create_credential(credential.clone(), by)?;
+        self.store
+            .registry()
+            .create_credential(credential.clone(), by)?;
         self.registry.refresh(true).map_err(RegistryError::Store)?;
         Ok(NewToken {
             credential,
@@ -462,14 +473,17 @@ impl Host {
     /// Revokes a credential: its token is refused from now on (by another
     /// process using the same store within [`REFRESH_EVERY`]).
     pub fn revoke_credential(&self, at: i64, id: &str, by: &str) -> Result<u64, RegistryError> {
-        let seq = self.store.revoke_credential(at, id, by)?;
+        let seq = self.store.registry().revoke_credential(at, id, by)?;
         self.registry.refresh(true)?;
         Ok(seq)
     }
 
     /// Every credential (without secrets).
     pub fn credentials(&self) -> Result<Vec<Credential>, ServiceError> {
-        self.store.credentials().map_err(ServiceError::Store)
+        self.store
+            .registry()
+            .credentials()
+            .map_err(ServiceError::Store)
     }
 
     /// The live credential a bearer token belongs to. The secret's hash is
@@ -505,6 +519,7 @@ impl Host {
         }
         let vendor = self
             .store
+            .registry()
             .account_vendor(account)
             .map_err(ServiceError::Store)?;
         if let Some(vendor) = &vendor {
@@ -525,12 +540,13 @@ impl Host {
         account: &str,
         request: serde_json::Value,
     ) -> Result<Option<u64>, StoreError> {
-        self.store.record_refusal(at, account, request)
+        self.store.registry().record_refusal(at, account, request)
     }
 
     /// Whether the store has a credential that is not revoked.
     pub fn has_live_credentials(&self) -> Result<bool, ServiceError> {
         self.store
+            .registry()
             .has_live_credentials()
             .map_err(ServiceError::Store)
     }

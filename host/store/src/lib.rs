@@ -73,15 +73,15 @@ pub mod verify;
 mod writer;
 
 pub use storage::{
-    AccountRead, Committed, DecisionCommit, KeptModule, NamedObject, Storage, SyncError,
-    WriteFailure, recorded_effect,
+    AccountRead, Committed, DecisionCommit, KeptModule, NamedObject, StateVersion, Storage,
+    SyncError, WriteFailure, recorded_effect,
 };
 
 /// The schema version of a store with the audit log's tables.
 pub const AUDIT_SCHEMA_VERSION: i64 = 1;
 
 /// The newest schema version (the last of [`migrations::MIGRATIONS`]).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// How long a connection waits for another process's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -102,6 +102,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "module registry and credentials",
         sql: crate::registry::SCHEMA,
     },
+    Migration {
+        version: 6,
+        name: "account state versions",
+        sql: crate::state::SCHEMA_V4,
+    },
 ];
 
 /// Brings the store up to the newest schema.

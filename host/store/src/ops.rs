@@ -13,13 +13,17 @@ use serde_json::{Value, json};
 use crate::export::ExportSummary;
 use crate::state;
 use crate::storage::{
-    AccountRead, Committed, DecisionCommit, NamedObject, Storage, SyncError, WriteFailure,
-    recorded_effect,
+    AccountRead, Committed, DecisionCommit, NamedObject, StateVersion, Storage, SyncError,
+    WriteFailure, recorded_effect,
 };
 use crate::verify::VerifyOptions;
 use crate::{Store, StoreError, WriteError, WriteTx};
 
 impl Storage for Store {
+    fn registry(&self) -> &dyn crate::registry::Registry {
+        self
+    }
+
     fn read_account(
         &self,
         account: &str,
@@ -31,7 +35,7 @@ impl Storage for Store {
                 let Some(row) = state::account(conn, account)? else {
                     return Ok(None);
                 };
-                let head = crate::read::head(conn, account)?.map(|h| h.seq);
+                let expiry_due = state::expiry_due(conn, account, at)?;
                 let named_owner = match named {
                     Some(NamedObject::Grant(id)) => state::grant_account(conn, id)?,
                     Some(NamedObject::ServiceAccount(id)) => {
@@ -42,7 +46,8 @@ impl Storage for Store {
                 let snapshot = state::snapshot(conn, &row, at)?;
                 Ok(Some(AccountRead {
                     snapshot,
-                    head,
+                    version: StateVersion::new(row.version),
+                    expiry_due,
                     named_owner,
                 }))
             })
@@ -170,21 +175,23 @@ impl Storage for Store {
     }
 }
 
-/// The write half of a decision, on the writer thread: check the chain
-/// head (from the head cache the append reads too), record due expiries on
-/// `act`, keep the module, apply the effects, put the ids of what they
-/// created into the record (encoded before, on the caller's thread), append
-/// it.
+/// The write half of a decision, on the writer thread: check that the
+/// account's state version is still the one the decision was made on,
+/// record due expiries on `act`, keep the module, apply the effects, put
+/// the ids of what they created into the record (encoded before, on the
+/// caller's thread), append it after whatever the chain's head is now
+/// (records appended since the snapshot changed no state the decision saw).
 fn record_decision(
     tx: &mut WriteTx<'_>,
     commit: DecisionCommit,
 ) -> Result<Committed, WriteFailure> {
-    let expected_head = commit.expected_head;
+    let expected_version = commit.expected_version;
     let sweep_expiries = commit.sweep_expiries;
     let (mut record, effects, actor, module) = commit.into_parts();
     let account = record.account().to_owned();
     let at = record.time_ms();
-    if tx.head(&account)?.map(|h| h.seq) != expected_head {
+    let version = state::version(tx.conn(), &account).map_err(StoreError::from)?;
+    if version != Some(expected_version.get()) {
         return Err(WriteFailure::Stale);
     }
     if sweep_expiries {

@@ -113,6 +113,76 @@ CREATE INDEX grants_live ON grants(account, expires_at)
     WHERE revoked_at IS NULL AND expire_recorded = 0;
 "#;
 
+/// Gives each account a **state version**: a number that every change of
+/// anything its snapshot is made of bumps, and nothing else bumps. A
+/// decision is recorded only if its account's version is still the one its
+/// snapshot was read at, so that it is made on the state its record
+/// follows; a record that changes nothing (say an `act` without effects)
+/// leaves the version as it is, and does not invalidate the decisions in
+/// flight on the same account.
+///
+/// Triggers bump it, so that no way of changing the state can forget to:
+/// a row of the account inserted, updated or deleted in any table a
+/// snapshot reads (environments, integrations, settings, users, grants,
+/// service accounts, invitations, vendor entries; a grant's `expire`
+/// recorded is an update), or the account's own row changed. The bump
+/// sets only `version`, which no trigger watches. What a snapshot holds
+/// also depends on the time it is read at (grants expire), but that time
+/// is the request's own, the same at every attempt to decide it.
+pub const SCHEMA_V4: &str = r#"
+ALTER TABLE accounts ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+CREATE TRIGGER accounts_version AFTER UPDATE OF id, policy, plan, seat_limit ON accounts
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = NEW.id; END;
+CREATE TRIGGER environments_insert_version AFTER INSERT ON environments
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = NEW.account; END;
+CREATE TRIGGER environments_update_version AFTER UPDATE ON environments
+BEGIN UPDATE accounts SET version = version + 1 WHERE id IN (OLD.account, NEW.account); END;
+CREATE TRIGGER environments_delete_version AFTER DELETE ON environments
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = OLD.account; END;
+CREATE TRIGGER integrations_insert_version AFTER INSERT ON integrations
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = NEW.account; END;
+CREATE TRIGGER integrations_update_version AFTER UPDATE ON integrations
+BEGIN UPDATE accounts SET version = version + 1 WHERE id IN (OLD.account, NEW.account); END;
+CREATE TRIGGER integrations_delete_version AFTER DELETE ON integrations
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = OLD.account; END;
+CREATE TRIGGER settings_insert_version AFTER INSERT ON settings
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = NEW.account; END;
+CREATE TRIGGER settings_update_version AFTER UPDATE ON settings
+BEGIN UPDATE accounts SET version = version + 1 WHERE id IN (OLD.account, NEW.account); END;
+CREATE TRIGGER settings_delete_version AFTER DELETE ON settings
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = OLD.account; END;
+CREATE TRIGGER users_insert_version AFTER INSERT ON users
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = NEW.account; END;
+CREATE TRIGGER users_update_version AFTER UPDATE ON users
+BEGIN UPDATE accounts SET version = version + 1 WHERE id IN (OLD.account, NEW.account); END;
+CREATE TRIGGER users_delete_version AFTER DELETE ON users
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = OLD.account; END;
+CREATE TRIGGER grants_insert_version AFTER INSERT ON grants
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = NEW.account; END;
+CREATE TRIGGER grants_update_version AFTER UPDATE ON grants
+BEGIN UPDATE accounts SET version = version + 1 WHERE id IN (OLD.account, NEW.account); END;
+CREATE TRIGGER grants_delete_version AFTER DELETE ON grants
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = OLD.account; END;
+CREATE TRIGGER service_accounts_insert_version AFTER INSERT ON service_accounts
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = NEW.account; END;
+CREATE TRIGGER service_accounts_update_version AFTER UPDATE ON service_accounts
+BEGIN UPDATE accounts SET version = version + 1 WHERE id IN (OLD.account, NEW.account); END;
+CREATE TRIGGER service_accounts_delete_version AFTER DELETE ON service_accounts
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = OLD.account; END;
+CREATE TRIGGER invitations_insert_version AFTER INSERT ON invitations
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = NEW.account; END;
+CREATE TRIGGER invitations_update_version AFTER UPDATE ON invitations
+BEGIN UPDATE accounts SET version = version + 1 WHERE id IN (OLD.account, NEW.account); END;
+CREATE TRIGGER invitations_delete_version AFTER DELETE ON invitations
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = OLD.account; END;
+CREATE TRIGGER entries_insert_version AFTER INSERT ON entries
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = NEW.account; END;
+CREATE TRIGGER entries_update_version AFTER UPDATE ON entries
+BEGIN UPDATE accounts SET version = version + 1 WHERE id IN (OLD.account, NEW.account); END;
+CREATE TRIGGER entries_delete_version AFTER DELETE ON entries
+BEGIN UPDATE accounts SET version = version + 1 WHERE id = OLD.account; END;
+"#;
+
 /// The grants a snapshot holds: not revoked, not expired (`?1` the
 /// account, `?2` now). Its conditions imply `grants_live`'s, so it reads
 /// that index and never an account's history.
@@ -129,6 +199,12 @@ pub const DUE_EXPIRIES_SQL: &str = "SELECT account, id, expires_at FROM grants
        AND expires_at IS NOT NULL AND expires_at <= ?1 AND account = ?2
      ORDER BY expires_at, seq";
 
+/// Whether one account has a grant whose `expire` record is due (`?1`
+/// now, `?2` the account), as [`DUE_EXPIRIES_SQL`] finds them.
+pub const ANY_DUE_EXPIRY_SQL: &str = "SELECT EXISTS (SELECT 1 FROM grants
+     WHERE revoked_at IS NULL AND expire_recorded = 0
+       AND expires_at IS NOT NULL AND expires_at <= ?1 AND account = ?2)";
+
 /// [`DUE_EXPIRIES_SQL`] for every account (`?1` now), for the sweep.
 pub const ALL_DUE_EXPIRIES_SQL: &str = "SELECT account, id, expires_at FROM grants
      WHERE revoked_at IS NULL AND expire_recorded = 0
@@ -138,6 +214,8 @@ pub const ALL_DUE_EXPIRIES_SQL: &str = "SELECT account, id, expires_at FROM gran
 /// An account's own row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountRow {
+    /// Its state version ([`SCHEMA_V4`]).
+    pub version: i64,
     /// The account id.
     pub id: String,
     /// The vendor id of its policy.
@@ -150,9 +228,10 @@ pub struct AccountRow {
 
 /// The account's row, if it exists.
 pub fn account(conn: &Connection, id: &str) -> rusqlite::Result<Option<AccountRow>> {
-    conn.prepare_cached("SELECT policy, plan, seat_limit FROM accounts WHERE id = ?1")?
+    conn.prepare_cached("SELECT policy, plan, seat_limit, version FROM accounts WHERE id = ?1")?
         .query_row(params![id], |row| {
             Ok(AccountRow {
+                version: row.get(3)?,
                 id: id.to_string(),
                 policy: row.get(0)?,
                 plan: plan_from(&row.get::<_, String>(1)?),
@@ -556,6 +635,19 @@ pub fn due_expiries(
             .query_map(params![now], map)?
             .collect(),
     }
+}
+
+/// Whether `account` has a grant whose `expire` record is due at `now`.
+pub fn expiry_due(conn: &Connection, account: &str, now: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached(ANY_DUE_EXPIRY_SQL)?
+        .query_row(params![now, account], |r| r.get(0))
+}
+
+/// The account's state version ([`SCHEMA_V4`]), if the account exists.
+pub fn version(conn: &Connection, account: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT version FROM accounts WHERE id = ?1")?
+        .query_row(params![account], |r| r.get(0))
+        .optional()
 }
 
 /// Marks a grant's expiry as recorded.

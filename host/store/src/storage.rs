@@ -16,7 +16,7 @@ use std::sync::Arc;
 use chaperone_log::keys::Verifier;
 use chaperone_log::verify::Report;
 use chaperone_log::{
-    Appended, AuditError, ChainHead, Checkpoint, Prepared, RecordDraft, Seq, StoredRecord,
+    Appended, AuditError, ChainHead, Checkpoint, Prepared, RecordDraft, StoredRecord,
 };
 use chaperone_model::{Account, Actor, Effect, StateStep};
 use serde_json::{Value, json};
@@ -34,14 +34,40 @@ pub enum NamedObject {
     ServiceAccount(String),
 }
 
+/// An account's **state version**: it changes exactly when something a
+/// snapshot of the account is made of changes (an applied effect, a state
+/// step, a recorded `expire`), and not when a record changes nothing. A
+/// decision is recorded only if the version it was decided at is still
+/// the account's, so that it is made on the state its record follows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StateVersion(i64);
+
+impl StateVersion {
+    /// The version a store keeps as this number.
+    pub fn new(version: i64) -> StateVersion {
+        StateVersion(version)
+    }
+
+    /// The number the store keeps.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
 /// One consistent read of an account, for deciding a request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountRead {
     /// What the policy sees of the account at the request's time.
     pub snapshot: Account,
-    /// The head of the account's chain when it was read: the write that
-    /// records the decision takes effect only if it is still the head.
-    pub head: Option<Seq>,
+    /// The account's state version when it was read: the write that
+    /// records the decision takes effect only if it is still the version.
+    /// Records that change no state may be appended meanwhile; the
+    /// decision's record goes after them.
+    pub version: StateVersion,
+    /// Whether the account has grants that had expired at the request's
+    /// time and have no `expire` record yet: an `act` records them first,
+    /// which changes the state.
+    pub expiry_due: bool,
     /// The account that owns the object the request names, if the request
     /// names one and it exists anywhere in the store.
     pub named_owner: Option<String>,
@@ -70,8 +96,10 @@ pub struct DecisionCommit {
     /// The record, its effects listed as decided ([`recorded_effect`]
     /// without ids).
     record: Prepared,
-    /// The chain head the decision was made on ([`AccountRead::head`]).
-    pub expected_head: Option<Seq>,
+    /// The state version the decision was made on
+    /// ([`AccountRead::version`]); the record is appended after whatever
+    /// the chain's head is when it is written.
+    pub expected_version: StateVersion,
     /// Record the account's due expiries first (for `act`: an agent's
     /// action sees expiry recorded before it).
     pub sweep_expiries: bool,
@@ -85,8 +113,8 @@ pub struct DecisionCommit {
 
 impl DecisionCommit {
     /// A decision's commit: `record`, its `effects` set to `effects` as
-    /// recorded, checked and encoded now. The other fields start as: head
-    /// unknown (a new chain), no expiry sweep, no module. On an error (say
+    /// recorded, checked and encoded now. The other fields start as: state
+    /// version 0 (an account never changed), no expiry sweep, no module. On an error (say
     /// the record would be too large) `record` is still the caller's.
     pub fn new(
         record: &mut RecordDraft,
@@ -96,7 +124,7 @@ impl DecisionCommit {
         record.effects = Value::Array(effects.iter().map(|e| recorded_effect(e, None)).collect());
         Ok(DecisionCommit {
             record: Prepared::new(record)?,
-            expected_head: None,
+            expected_version: StateVersion::default(),
             sweep_expiries: false,
             actor,
             effects,
@@ -142,7 +170,7 @@ pub struct Committed {
 /// Why a decision was not recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteFailure {
-    /// The account's chain moved since it was read: decide again.
+    /// The account's state changed since it was read: decide again.
     #[error("the account changed since its snapshot was read")]
     Stale,
     /// The store failed; nothing was recorded and nothing changed.
@@ -188,9 +216,13 @@ pub enum SyncError {
 }
 
 /// A store of audit chains and the account state they explain.
-pub trait Storage: crate::registry::Registry + Send + Sync + fmt::Debug {
-    /// Reads `account` as a policy sees it at `at`, with its chain head and
-    /// the owner of the object the request names, in one consistent read.
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// The module registry and the API's credentials.
+    fn registry(&self) -> &dyn crate::registry::Registry;
+
+    /// Reads `account` as a policy sees it at `at`, with its state version,
+    /// whether expiries are due at `at`, and the owner of the object the
+    /// request names, in one consistent read.
     /// `None`: no such account.
     fn read_account(
         &self,
@@ -204,7 +236,9 @@ pub trait Storage: crate::registry::Registry + Send + Sync + fmt::Debug {
     fn sync(&self, at: i64, step: &StateStep, request: Value) -> Result<Appended, SyncError>;
 
     /// Records a decision and applies its effects, in one transaction, if
-    /// the account's head is still [`DecisionCommit::expected_head`].
+    /// the account's state version is still
+    /// [`DecisionCommit::expected_version`] (else [`WriteFailure::Stale`]).
+    /// The record is appended after whatever the chain's head then is.
     fn commit_decision(&self, commit: DecisionCommit) -> Result<Committed, WriteFailure>;
 
     /// Appends one `expire` record per grant of any account that expired at

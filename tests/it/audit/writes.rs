@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use chaperone_log::AuditError;
 use chaperone_log::keys;
 use chaperone_log::merkle;
-use chaperone_store::{SCHEMA_VERSION, Store, StoreError, WriteError};
+use chaperone_store::{
+    DecisionCommit, SCHEMA_VERSION, StateVersion, Storage as _, Store, StoreError, WriteError,
+    WriteFailure,
+};
 use rusqlite::params;
 
 use super::{Fixture, draft, populated, verify};
@@ -288,6 +291,19 @@ fn a_store_of_an_older_schema_is_migrated_in_place() {
     assert_eq!(version, SCHEMA_VERSION);
     assert_eq!(indexes, ["grants_live"]);
     assert_eq!(grants, 1);
+    // Accounts start at state version 0, and their changes bump it.
+    let version = |store: &Store| {
+        store
+            .read_account("acme", 0, None)
+            .unwrap()
+            .unwrap()
+            .version
+    };
+    let before = version(&store);
+    assert_eq!(before.get(), 0);
+    let revoke = chaperone_model::Effect::RevokeGrant("grant-1".into());
+    decide(&store, before, vec![revoke]).unwrap();
+    assert!(version(&store) > before);
 }
 
 /// The per-request reads of grants (the snapshot's live grants, the
@@ -297,10 +313,13 @@ fn a_store_of_an_older_schema_is_migrated_in_place() {
 fn grant_reads_use_the_index_of_live_grants() {
     let fixture = Fixture::new();
     let store = fixture.store();
-    use chaperone_store::state::{ALL_DUE_EXPIRIES_SQL, DUE_EXPIRIES_SQL, LIVE_GRANTS_SQL};
-    let queries: [(&str, &[&dyn rusqlite::ToSql]); 3] = [
+    use chaperone_store::state::{
+        ALL_DUE_EXPIRIES_SQL, ANY_DUE_EXPIRY_SQL, DUE_EXPIRIES_SQL, LIVE_GRANTS_SQL,
+    };
+    let queries: [(&str, &[&dyn rusqlite::ToSql]); 4] = [
         (LIVE_GRANTS_SQL, params!["acme", 0]),
         (DUE_EXPIRIES_SQL, params![0, "acme"]),
+        (ANY_DUE_EXPIRY_SQL, params![0, "acme"]),
         (ALL_DUE_EXPIRIES_SQL, params![0]),
     ];
     for (query, args) in queries {
@@ -421,4 +440,192 @@ fn reads_do_not_wait_for_the_writer() {
     release.send(()).unwrap();
     writer.join().unwrap().unwrap();
     assert_eq!(store.head("acme").unwrap().unwrap().seq.get(), 4);
+}
+
+/// A state step of the request format, parsed.
+fn step(value: serde_json::Value) -> chaperone_model::StateStep {
+    match chaperone::service::parse_request(&value).unwrap() {
+        chaperone::service::ParsedRequest::State(step) => step,
+        chaperone::service::ParsedRequest::Operation(_) => {
+            unreachable!("not a state step: {value}")
+        }
+    }
+}
+
+/// Commits a decision of `ada` in `acme` at `version` with `effects`.
+fn decide(
+    store: &Store,
+    version: StateVersion,
+    effects: Vec<chaperone_model::Effect>,
+) -> Result<chaperone_store::Committed, WriteFailure> {
+    let mut record = chaperone_store::RecordDraft {
+        account: "acme".into(),
+        time_ms: 1,
+        kind: "custom".into(),
+        actor: Some(chaperone_store::ActorRef::User {
+            id: "ada".into(),
+            email: None,
+        }),
+        request: serde_json::json!({}),
+        decision: Some(chaperone_store::DecisionRecord {
+            verdict: chaperone_store::Verdict::Allow,
+            rule: "R".into(),
+            message: "m".into(),
+            rules: vec![],
+        }),
+        effects: serde_json::Value::Null,
+        policy: None,
+        input: None,
+    };
+    let mut commit = DecisionCommit::new(
+        &mut record,
+        chaperone_model::Actor::User("ada".into()),
+        effects,
+    )
+    .unwrap();
+    commit.expected_version = version;
+    store.commit_decision(commit)
+}
+
+/// An account's state version changes with each change of what its
+/// snapshot is made of (each state step, each kind of effect, a recorded
+/// `expire`) and with nothing else (a decision without effects, a module
+/// kept). A decision is written only at the version it was decided on, and
+/// then after whatever the chain's head is.
+#[test]
+fn the_state_version_changes_exactly_when_the_account_state_does() {
+    use chaperone_model::{
+        Effect, Entry, GrantUpdate, NewGrant, NewServiceAccount, Origin, RightsUpdate, Setting,
+    };
+    let fixture = Fixture::new();
+    let store = fixture.store();
+    let read = |store: &Store, at: i64| store.read_account("acme", at, None).unwrap().unwrap();
+    let steps = [
+        serde_json::json!({"op": "account", "id": "acme", "policy": "celigo", "plan": "paid",
+               "environments": [{"id": "prod", "kind": "production"}]}),
+        serde_json::json!({"op": "user", "account": "acme", "id": "ada", "email": "ada@x.test", "role": "admin"}),
+        serde_json::json!({"op": "user", "account": "acme", "id": "bob", "email": "bob@x.test", "role": "admin"}),
+        serde_json::json!({"op": "remove_user", "account": "acme", "id": "bob"}),
+        serde_json::json!({"op": "integration", "account": "acme", "environment": "prod", "id": "shop"}),
+        serde_json::json!({"op": "account", "id": "acme", "policy": "celigo", "plan": "trial",
+               "environments": [{"id": "prod", "kind": "production"}]}),
+    ];
+    let mut version = None;
+    for value in steps {
+        store.sync(0, &step(value.clone()), value.clone()).unwrap();
+        let now = read(&store, 0).version;
+        assert!(version < Some(now), "{value}");
+        version = Some(now);
+    }
+    let mut version = version.unwrap();
+
+    // Records that change nothing leave it; the decision after them is
+    // written at the chain's head.
+    let first = decide(&store, version, vec![]).unwrap();
+    let second = decide(&store, version, vec![]).unwrap();
+    assert_eq!(second.appended.seq.get(), first.appended.seq.get() + 1);
+    assert_eq!(read(&store, 0).version, version);
+
+    let grant = |expires_at| {
+        Effect::CreateGrant(NewGrant {
+            environment: "prod".into(),
+            grantee: None,
+            scope: "{}".into(),
+            expires_at,
+            metadata: "{}".into(),
+        })
+    };
+    let effects = [
+        grant(Some(100)),
+        grant(None),
+        Effect::UpdateGrant(GrantUpdate {
+            id: "grant-2".into(),
+            scope: "{\"level\":\"admin\"}".into(),
+            expires_at: None,
+            metadata: "{}".into(),
+        }),
+        Effect::RevokeGrant("grant-2".into()),
+        Effect::CreateServiceAccount(NewServiceAccount {
+            agent_email: "sam@xentral.com".into(),
+            rights: vec!["*".into()],
+            origin: Origin::Consent,
+            description: "d".into(),
+        }),
+        Effect::SetServiceAccountRights(RightsUpdate {
+            id: "sa-1".into(),
+            rights: vec![],
+        }),
+        Effect::RemoveServiceAccount("sa-1".into()),
+        Effect::SetSetting(Setting {
+            key: "k".into(),
+            value: "true".into(),
+        }),
+        Effect::CreateInvitation("sam@xentral.com".into()),
+        Effect::UseInvitation("inv-1".into()),
+        Effect::PutEntry(Entry {
+            key: "k".into(),
+            value: "1".into(),
+        }),
+        Effect::DeleteEntry("k".into()),
+    ];
+    for effect in effects {
+        let before = version;
+        decide(&store, version, vec![effect.clone()]).unwrap();
+        version = read(&store, 0).version;
+        assert!(version > before, "{effect:?}");
+        // A decision made before that change is not written.
+        let head = store.head("acme").unwrap();
+        assert!(matches!(
+            decide(&store, before, vec![]),
+            Err(WriteFailure::Stale)
+        ));
+        assert_eq!(store.head("acme").unwrap(), head);
+    }
+
+    // Recording an `expire` is a change: the grant leaves every snapshot.
+    assert!(read(&store, 100).expiry_due && !read(&store, 99).expiry_due);
+    assert_eq!(store.sweep_expiries(100).unwrap(), 1);
+    assert!(!read(&store, 100).expiry_due);
+    assert!(read(&store, 0).version > version);
+}
+
+/// Every table of account state beside the audit log (each has an
+/// `account` column) bumps the account's state version on insert, update
+/// and delete, and so does a change of the account's own row: a table
+/// added later without its triggers fails here.
+#[test]
+fn every_table_of_account_state_bumps_the_state_version() {
+    let fixture = Fixture::new();
+    let store = fixture.store();
+    let (tables, triggers) = store
+        .read(|c| {
+            let tables: Vec<String> = c
+                .prepare(
+                    "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p
+                     WHERE m.type = 'table' AND p.name = 'account' AND m.name NOT LIKE 'audit_%'
+                     ORDER BY m.name",
+                )?
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let triggers: Vec<(String, String)> = c
+                .prepare("SELECT tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok((tables, triggers))
+        })
+        .unwrap();
+    assert_eq!(tables.len(), 8, "{tables:?}");
+    let bumps = |table: &str, event: &str| {
+        triggers.iter().any(|(on, sql)| {
+            on == table
+                && sql.contains(&format!("AFTER {event}"))
+                && sql.contains("SET version = version + 1")
+        })
+    };
+    for table in &tables {
+        for event in ["INSERT", "UPDATE", "DELETE"] {
+            assert!(bumps(table, event), "{table}: no trigger after {event}");
+        }
+    }
+    assert!(bumps("accounts", "UPDATE OF id, policy, plan, seat_limit"));
 }
