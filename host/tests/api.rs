@@ -644,3 +644,56 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!(documented, expected);
     assert!(document["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+/// The customer's kill switch under load: while the vendor's agents act on
+/// the account, the customer revokes support access. Every request is
+/// answered (none refused for being concurrent), and every act recorded
+/// after the revoke is denied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_customer_revokes_while_the_vendors_agents_act() {
+    let fixture = fixture();
+    let router = router(&fixture);
+    setup_acme(&fixture, &router).await;
+    let (status, body) = call(&router, post_as(&fixture.celigo, "/v1/requests", &grant())).await;
+    assert_eq!(status, StatusCode::OK);
+    let granted = json_of(&body);
+    let grant_id = granted["id"].as_str().unwrap().to_owned();
+    let customer = token(&fixture.host, Scope::Customer("acme".into()));
+    let act = json!({"op": "act", "account": "acme", "agent": "sam@celigo.com",
+                     "action": {"name": "flow.read", "environment": "prod"}});
+    let mut agents = Vec::new();
+    for _ in 0..8 {
+        let (router, token, act) = (router.clone(), fixture.celigo.clone(), act.clone());
+        agents.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..15 {
+                statuses.push(call(&router, post_as(&token, "/v1/requests", &act)).await.0);
+            }
+            statuses
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let revoke = json!({"op": "revoke", "account": "acme", "actor": "ada", "grant": grant_id});
+    let (status, body) = call(&router, post_as(&customer, "/v1/requests", &revoke)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let revoked = json_of(&body);
+    assert_eq!(revoked["decision"], "allow", "{revoked}");
+    for agent in agents {
+        for status in agent.await.unwrap() {
+            assert_eq!(status, StatusCode::OK);
+        }
+    }
+    let revoke_seq = revoked["seq"].as_u64().unwrap();
+    let acts: Vec<Value> = records(&fixture, "acme")
+        .into_iter()
+        .filter(|r| r["kind"] == "act")
+        .collect();
+    assert_eq!(acts.len(), 120);
+    for record in &acts {
+        if record["seq"].as_u64().unwrap() > revoke_seq {
+            assert_eq!(record["decision"]["verdict"], "deny", "{record}");
+        }
+    }
+    let report = fixture.host.store().verify(&Default::default()).unwrap();
+    assert!(report.is_ok(), "{}", report.to_json());
+}
