@@ -19,6 +19,7 @@
 //! | `GET /v1/pubkey` | any | — | the log's public key (`chaperone-verify --pubkey`) |
 //! | `GET /v1/modules` | admin (all), vendor (its own) | — | the installed modules |
 //! | `POST /v1/modules?vendor=V[&activate=true]` | admin | the module's bytes (`application/wasm`) | the installed module |
+//! | `POST /v1/modules/diff?vendor=V[&since=T]` | admin, the vendor V | a candidate module (`application/wasm`) | `policy diff`'s report: which recorded decisions it would decide differently |
 //! | `POST /v1/modules/activate` | admin | `{"vendor": V, "digest": D}` | the activation |
 //! | `POST /v1/modules/rollback` | admin | `{"vendor": V}` | the activation |
 //! | `GET /v1/tokens`, `POST /v1/tokens`, `DELETE /v1/tokens/{id}` | admin | `{"kind": "admin"\|"vendor"\|"customer", "subject": S, "label": L}` | credentials; a new one's token once |
@@ -174,6 +175,7 @@ fn routes() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
     let module_limit = chaperone_runtime::Limits::default().module_bytes;
     let modules = utoipa_axum::router::OpenApiRouter::new()
         .routes(routes!(modules, install))
+        .routes(routes!(diff))
         .layer(axum::extract::DefaultBodyLimit::max(module_limit));
     utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
@@ -804,6 +806,77 @@ async fn install(
             &credential.id,
         )?;
         Ok(Json(serde_json::to_value(installed).map_err(internal)?))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffQuery {
+    vendor: String,
+    #[serde(default)]
+    since: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/modules/diff", tag = "chaperone", summary = "Re-decide a vendor's recorded decisions with a candidate module and list those that would change, before installing or activating it (admin, or the vendor for itself)", params(("vendor" = String, Query, description = "the vendor id; the module must describe itself so"), ("since" = Option<String>, Query, description = "only decisions at or after this RFC 3339 instant")), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the candidate module's bytes"), responses((status = 200, description = "the report: decisions re-decided, unchanged, and each change (account, seq, old and new verdict and rule)"), (status = 400, description = "a bad `since`", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 403, description = "the credential does not reach this", body = ErrorBody), (status = 415, description = "not `application/wasm`", body = ErrorBody), (status = 422, description = "the module does not load or names another vendor", body = ErrorBody)), security(("bearer" = [])))]
+async fn diff(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    let Query(query) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    match &credential.scope {
+        Scope::Admin => {}
+        Scope::Vendor(own) if *own == query.vendor => {}
+        _ => {
+            return Err(forbidden(
+                &credential,
+                &format!("compare modules of vendor `{}`", query.vendor),
+            ));
+        }
+    }
+    let since = query
+        .since
+        .as_deref()
+        .map(instant::parse)
+        .transpose()
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("`since`: {e}")))?;
+    let wasm = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/wasm"));
+    if !wasm {
+        return Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be the module's bytes as `application/wasm`".into(),
+        ));
+    }
+    let bytes = body_bytes(body)?;
+    blocking(move || {
+        let unprocessable = |message: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, message);
+        let candidate = app
+            .host
+            .runtime()
+            .load(&bytes)
+            .map_err(|e| unprocessable(format!("the module does not load: {e}")))?;
+        let described = &candidate.description().vendor;
+        if *described != query.vendor {
+            return Err(unprocessable(format!(
+                "the module describes itself as vendor `{described}`, not `{}`",
+                query.vendor
+            )));
+        }
+        let report = crate::replay::diff(
+            app.host.store(),
+            app.host.runtime(),
+            &candidate,
+            &query.vendor,
+            since,
+        )
+        .map_err(internal)?;
+        Ok(Json(serde_json::to_value(report).map_err(internal)?))
     })
     .await
 }

@@ -635,6 +635,7 @@ async fn the_openapi_document_matches_the_routes() {
         "POST /v1/modules",
         "POST /v1/modules/activate",
         "POST /v1/modules/rollback",
+        "POST /v1/modules/diff",
         "GET /v1/tokens",
         "POST /v1/tokens",
         "DELETE /v1/tokens/{id}",
@@ -696,4 +697,53 @@ async fn a_customer_revokes_while_the_vendors_agents_act() {
     }
     let report = fixture.host.store().verify(&Default::default()).unwrap();
     assert!(report.is_ok(), "{}", report.to_json());
+}
+
+/// `POST /v1/modules/diff`: the candidate re-decides the vendor's recorded
+/// decisions; the admin or the vendor itself may ask, nobody else; a module
+/// of another vendor is refused.
+#[tokio::test]
+async fn a_candidate_module_is_compared_over_the_api() {
+    let fixture = fixture();
+    let router = router(&fixture);
+    setup_acme(&fixture, &router).await;
+    let (status, _) = call(&router, post_as(&fixture.celigo, "/v1/requests", &grant())).await;
+    assert_eq!(status, StatusCode::OK);
+    let wasm = |token: &str, query: &str, bytes: &'static [u8]| {
+        Request::post(format!("/v1/modules/diff?{query}"))
+            .header("content-type", "application/wasm")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from(bytes))
+            .unwrap()
+    };
+    let celigo = chaperone::builtin::CELIGO.bytes;
+    for token in [&fixture.admin, &fixture.celigo] {
+        let (status, body) = call(&router, wasm(token, "vendor=celigo", celigo)).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let report = json_of(&body);
+        assert_eq!(report["decisions"], 1, "{report}");
+        assert_eq!(report["changes"], json!([]), "{report}");
+    }
+    let (status, body) = call(
+        &router,
+        wasm(
+            &fixture.admin,
+            "vendor=celigo&since=2999-01-01T00:00:00Z",
+            celigo,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_of(&body)["decisions"], 0);
+    let (status, _) = call(&router, wasm(&fixture.xentral, "vendor=celigo", celigo)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = call(&router, wasm(&fixture.admin, "vendor=xentral", celigo)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(String::from_utf8_lossy(&body).contains("`celigo`, not `xentral`"));
+    let (status, _) = call(
+        &router,
+        wasm(&fixture.admin, "vendor=celigo&since=yesterday", celigo),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
