@@ -440,6 +440,21 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+fn require_wasm(headers: &HeaderMap) -> Result<(), ApiError> {
+    let wasm = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/wasm"));
+    if wasm {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be the module's bytes as `application/wasm`".into(),
+        ))
+    }
+}
+
 fn body_bytes(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Bytes, ApiError> {
@@ -786,16 +801,7 @@ async fn install(
     let credential = authenticate(&app, &headers).await?;
     admin_only(&credential, "install modules")?;
     let Query(query) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let wasm = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/wasm"));
-    if !wasm {
-        return Err(ApiError(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be the module's bytes as `application/wasm`".into(),
-        ));
-    }
+    require_wasm(&headers)?;
     let bytes = body_bytes(body)?;
     blocking(move || {
         let installed = app.host.install_module(
@@ -843,16 +849,7 @@ async fn diff(
         .map(instant::parse)
         .transpose()
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("`since`: {e}")))?;
-    let wasm = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/wasm"));
-    if !wasm {
-        return Err(ApiError(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be the module's bytes as `application/wasm`".into(),
-        ));
-    }
+    require_wasm(&headers)?;
     let bytes = body_bytes(body)?;
     blocking(move || {
         let unprocessable = |message: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, message);

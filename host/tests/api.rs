@@ -747,3 +747,40 @@ async fn a_candidate_module_is_compared_over_the_api() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// `POST /v1/modules`: an admin installs a module (checked as `policy
+/// check` does); a second install of the same digest, another content
+/// type, or another credential kind is refused.
+#[tokio::test]
+async fn an_admin_installs_a_module_over_the_api() {
+    let fixture = fixture();
+    let router = router(&fixture);
+    let install = |token: &str, content_type: &str| {
+        Request::post("/v1/modules?vendor=celigo")
+            .header("content-type", content_type)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from(chaperone::builtin::CELIGO.bytes))
+            .unwrap()
+    };
+    let (status, _) = call(&router, install(&fixture.celigo, "application/wasm")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(&router, install(&fixture.admin, "application/json")).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, body) = call(&router, install(&fixture.admin, "application/wasm")).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let installed = json_of(&body);
+    assert_eq!(installed["module"]["active"], true, "{installed}");
+    let (status, _) = call(&router, install(&fixture.admin, "application/wasm")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = call(&router, get_as(&fixture.celigo, "/v1/modules")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        json_of(&body)["modules"][0]["digest"],
+        installed["module"]["digest"]
+    );
+    let kinds: Vec<Value> = records(&fixture, "@registry")
+        .into_iter()
+        .map(|r| r["kind"].clone())
+        .collect();
+    assert!(kinds.contains(&json!("policy-install")), "{kinds:?}");
+}
