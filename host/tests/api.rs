@@ -545,7 +545,20 @@ async fn tokens_are_created_listed_and_revoked_over_the_api() {
             String::from_utf8_lossy(&answer)
         );
     }
-    // Each change is in the @registry chain, without a secret.
+    // Each change is in the @registry chain, without a secret; an admin
+    // reads that chain like any other, a vendor cannot.
+    let (status, _) = call(
+        &router,
+        get_as(&fixture.admin, "/v1/accounts/@registry/verify"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(
+        &router,
+        get_as(&fixture.celigo, "/v1/accounts/@registry/audit"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let registry = records(&fixture, "@registry");
     let kinds: Vec<&str> = registry
         .iter()

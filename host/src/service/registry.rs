@@ -542,14 +542,6 @@ impl Host {
     ) -> Result<Option<u64>, StoreError> {
         self.store.registry().record_refusal(at, account, request)
     }
-
-    /// Whether the store has a credential that is not revoked.
-    pub fn has_live_credentials(&self) -> Result<bool, ServiceError> {
-        self.store
-            .registry()
-            .has_live_credentials()
-            .map_err(ServiceError::Store)
-    }
 }
 
 /// Why a credential was not created; nothing changed.

@@ -506,17 +506,6 @@ pub fn installed_modules(
     })
 }
 
-/// Every activation of a vendor's modules, oldest first.
-pub fn activations(store: &Store, vendor: &str) -> Result<Vec<(i64, String, String)>, StoreError> {
-    store.read(|conn| {
-        conn.prepare_cached(
-            "SELECT time_ms, digest, how FROM policy_activations WHERE vendor = ?1 ORDER BY id",
-        )?
-        .query_map(params![vendor], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect()
-    })
-}
-
 /// The active module of each vendor that has one.
 pub fn active_modules(store: &Store) -> Result<BTreeMap<String, String>, StoreError> {
     store.read(actives)
@@ -663,16 +652,6 @@ fn credential_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Credential>>
     }))
 }
 
-/// Whether any credential that is not revoked exists.
-pub fn has_live_credentials(store: &Store) -> Result<bool, StoreError> {
-    store.read(|conn| {
-        conn.prepare_cached("SELECT 1 FROM credentials WHERE revoked_at IS NULL LIMIT 1")?
-            .query_row([], |_| Ok(()))
-            .optional()
-            .map(|row| row.is_some())
-    })
-}
-
 /// The vendor id (policy) of an account, `None` if there is no such account.
 pub fn account_vendor(store: &Store, account: &str) -> Result<Option<String>, StoreError> {
     store.read(|conn| {
@@ -759,8 +738,6 @@ pub trait Registry {
     fn credentials(&self) -> Result<Vec<Credential>, StoreError>;
     /// See [`credential`].
     fn credential(&self, id: &str) -> Result<Option<Credential>, StoreError>;
-    /// See [`has_live_credentials`].
-    fn has_live_credentials(&self) -> Result<bool, StoreError>;
     /// See [`account_vendor`].
     fn account_vendor(&self, account: &str) -> Result<Option<String>, StoreError>;
     /// See [`record_refusal`].
@@ -829,10 +806,6 @@ impl Registry for Store {
 
     fn credential(&self, id: &str) -> Result<Option<Credential>, StoreError> {
         credential(self, id)
-    }
-
-    fn has_live_credentials(&self) -> Result<bool, StoreError> {
-        has_live_credentials(self)
     }
 
     fn account_vendor(&self, account: &str) -> Result<Option<String>, StoreError> {
