@@ -258,124 +258,6 @@ impl From<WriteError<RegistryError>> for RegistryError {
     }
 }
 
-/// Installs `module` for `vendor` at `at`, recording it in
-/// [`REGISTRY_CHAIN`]; it becomes active if `activate` or if the vendor had
-/// no module. `by` names who asked (a credential id, or `cli`).
-pub fn install(
-    store: &Store,
-    at: i64,
-    vendor: &str,
-    module: KeptModule,
-    activate: bool,
-    by: &str,
-) -> Result<Installed, RegistryError> {
-    let vendor = vendor.to_owned();
-    let by = by.to_owned();
-    Ok(store.write(move |tx| {
-        let conn = tx.conn();
-        if installed(conn, &vendor, &module.digest)?.is_some() {
-            return Err(RegistryError::AlreadyInstalled {
-                vendor,
-                digest: module.digest.clone(),
-            });
-        }
-        if !state::has_module(conn, &module.digest)? {
-            state::keep_module(
-                conn,
-                &module.digest,
-                &module.vendor,
-                &module.version,
-                &module.bytes,
-                at,
-            )?;
-        }
-        conn.prepare_cached(
-            "INSERT INTO policy_installs (vendor, digest, installed_at) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![vendor, module.digest, at])?;
-        let previous = active(conn, &vendor)?;
-        let activate = activate || previous.is_none();
-        if activate {
-            insert_activation(conn, &vendor, &module.digest, at, "install")?;
-        }
-        let mut effects = vec![json!({"install_module": {
-            "vendor": vendor, "digest": module.digest, "size": module.bytes.len(),
-        }})];
-        if activate {
-            effects.push(json!({"activate_module": {
-                "vendor": vendor, "digest": module.digest, "previous": previous,
-            }}));
-        }
-        let appended = append(
-            tx,
-            at,
-            "policy-install",
-            json!({"vendor": vendor, "digest": module.digest, "activate": activate, "by": by}),
-            effects,
-            Some(&module),
-        )?;
-        Ok(Installed {
-            module: InstalledModule {
-                vendor,
-                digest: module.digest.clone(),
-                version: module.version.clone(),
-                size: module.bytes.len() as u64,
-                installed_at: at,
-                active: activate,
-            },
-            seq: appended.seq.get(),
-        })
-    })?)
-}
-
-/// Makes `digest` (installed for `vendor`) the vendor's active module.
-pub fn activate(
-    store: &Store,
-    at: i64,
-    vendor: &str,
-    digest: &str,
-    by: &str,
-) -> Result<Activation, RegistryError> {
-    let (vendor, digest, by) = (vendor.to_owned(), digest.to_owned(), by.to_owned());
-    Ok(store.write(move |tx| {
-        if installed(tx.conn(), &vendor, &digest)?.is_none() {
-            return Err(RegistryError::NotInstalled { vendor, digest });
-        }
-        let previous = active(tx.conn(), &vendor)?;
-        if previous.as_deref() == Some(digest.as_str()) {
-            return Err(RegistryError::AlreadyActive { vendor, digest });
-        }
-        switch(tx, at, &vendor, &digest, previous, "activate", &by)
-    })?)
-}
-
-/// Makes the module that was active before the vendor's current one active
-/// again.
-pub fn rollback(
-    store: &Store,
-    at: i64,
-    vendor: &str,
-    by: &str,
-) -> Result<Activation, RegistryError> {
-    let (vendor, by) = (vendor.to_owned(), by.to_owned());
-    Ok(store.write(move |tx| {
-        let history: Vec<String> = tx
-            .conn()
-            .prepare_cached(
-                "SELECT digest FROM policy_activations WHERE vendor = ?1 ORDER BY id DESC",
-            )?
-            .query_map(params![vendor], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let Some(current) = history.first().cloned() else {
-            return Err(RegistryError::NoModules(vendor));
-        };
-        let Some(earlier) = history.iter().find(|d| **d != current).cloned() else {
-            return Err(RegistryError::NothingToRollBack(vendor));
-        };
-        switch(tx, at, &vendor, &earlier, Some(current), "rollback", &by)
-    })?)
-}
-
 fn switch(
     tx: &mut WriteTx<'_>,
     at: i64,
@@ -476,41 +358,6 @@ fn kept_module(conn: &Connection, digest: &str) -> rusqlite::Result<Option<KeptM
         .optional()
 }
 
-/// Every module installed (for one vendor, or all), oldest first.
-pub fn installed_modules(
-    store: &Store,
-    vendor: Option<&str>,
-) -> Result<Vec<InstalledModule>, StoreError> {
-    store.read(|conn| {
-        let actives = actives(conn)?;
-        let mut statement = conn.prepare_cached(
-            "SELECT i.vendor, i.digest, m.version, length(m.bytes), i.installed_at
-             FROM policy_installs i JOIN modules m ON m.digest = i.digest
-             WHERE ?1 IS NULL OR i.vendor = ?1
-             ORDER BY i.installed_at, i.vendor, i.digest",
-        )?;
-        let rows = statement.query_map(params![vendor], |r| {
-            let vendor: String = r.get(0)?;
-            let digest: String = r.get(1)?;
-            let active = actives.get(&vendor) == Some(&digest);
-            Ok(InstalledModule {
-                vendor,
-                digest,
-                version: r.get(2)?,
-                size: r.get::<_, i64>(3)?.try_into().unwrap_or(0),
-                installed_at: r.get(4)?,
-                active,
-            })
-        })?;
-        rows.collect()
-    })
-}
-
-/// The active module of each vendor that has one.
-pub fn active_modules(store: &Store) -> Result<BTreeMap<String, String>, StoreError> {
-    store.read(actives)
-}
-
 fn actives(conn: &Connection) -> rusqlite::Result<BTreeMap<String, String>> {
     conn.prepare_cached(
         "SELECT a.vendor, a.digest FROM policy_activations a
@@ -518,120 +365,6 @@ fn actives(conn: &Connection) -> rusqlite::Result<BTreeMap<String, String>> {
     )?
     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
     .collect()
-}
-
-/// How many registry and credential events were recorded: it changes
-/// whenever the registry or the credentials do (the head of
-/// [`REGISTRY_CHAIN`]).
-pub fn version(store: &Store) -> Result<u64, StoreError> {
-    store.read(|conn| {
-        conn.prepare_cached("SELECT seq FROM audit_heads WHERE account = ?1")?
-            .query_row(params![REGISTRY_CHAIN], |r| r.get::<_, i64>(0))
-            .optional()
-            .map(|seq| seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
-    })
-}
-
-/// Stores a new credential, recording its creation (never its secret or
-/// hash) in [`REGISTRY_CHAIN`]. Returns the record's seq.
-pub fn create_credential(
-    store: &Store,
-    credential: Credential,
-    by: &str,
-) -> Result<u64, RegistryError> {
-    let by = by.to_owned();
-    Ok(store.write(move |tx| {
-        let exists = tx
-            .conn()
-            .prepare_cached("SELECT 1 FROM credentials WHERE id = ?1")?
-            .query_row(params![credential.id], |_| Ok(()))
-            .optional()?
-            .is_some();
-        if exists {
-            return Err(RegistryError::DuplicateCredential(credential.id));
-        }
-        tx.conn()
-            .prepare_cached(
-                "INSERT INTO credentials (id, kind, subject, label, hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                credential.id,
-                credential.scope.kind(),
-                credential.scope.subject(),
-                credential.label,
-                credential.hash.as_slice(),
-                credential.created_at,
-            ])?;
-        let appended = append(
-            tx,
-            credential.created_at,
-            "credential-create",
-            json!({
-                "id": credential.id, "kind": credential.scope.kind(),
-                "subject": credential.scope.subject(), "label": credential.label, "by": by,
-            }),
-            vec![json!({"create_credential": {"id": credential.id}})],
-            None,
-        )?;
-        Ok(appended.seq.get())
-    })?)
-}
-
-/// Revokes credential `id` at `at`, recording it in [`REGISTRY_CHAIN`].
-pub fn revoke_credential(store: &Store, at: i64, id: &str, by: &str) -> Result<u64, RegistryError> {
-    let (id, by) = (id.to_owned(), by.to_owned());
-    Ok(store.write(move |tx| {
-        let revoked: Option<Option<i64>> = tx
-            .conn()
-            .prepare_cached("SELECT revoked_at FROM credentials WHERE id = ?1")?
-            .query_row(params![id], |r| r.get(0))
-            .optional()?;
-        match revoked {
-            None => return Err(RegistryError::UnknownCredential(id)),
-            Some(Some(_)) => return Err(RegistryError::AlreadyRevoked(id)),
-            Some(None) => {}
-        }
-        tx.conn()
-            .prepare_cached("UPDATE credentials SET revoked_at = ?2 WHERE id = ?1")?
-            .execute(params![id, at])?;
-        let appended = append(
-            tx,
-            at,
-            "credential-revoke",
-            json!({"id": id, "by": by}),
-            vec![json!({"revoke_credential": {"id": id}})],
-            None,
-        )?;
-        Ok(appended.seq.get())
-    })?)
-}
-
-/// Every credential, oldest first.
-pub fn credentials(store: &Store) -> Result<Vec<Credential>, StoreError> {
-    store.read(|conn| {
-        conn.prepare_cached(
-            "SELECT id, kind, subject, label, hash, created_at, revoked_at
-             FROM credentials ORDER BY created_at, id",
-        )?
-        .query_map([], credential_row)?
-        .filter_map(|row| row.transpose())
-        .collect()
-    })
-}
-
-/// The credential with this id.
-pub fn credential(store: &Store, id: &str) -> Result<Option<Credential>, StoreError> {
-    store.read(|conn| {
-        Ok(conn
-            .prepare_cached(
-                "SELECT id, kind, subject, label, hash, created_at, revoked_at
-                 FROM credentials WHERE id = ?1",
-            )?
-            .query_row(params![id], credential_row)
-            .optional()?
-            .flatten())
-    })
 }
 
 fn credential_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Credential>> {
@@ -652,59 +385,12 @@ fn credential_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Credential>>
     }))
 }
 
-/// The vendor id (policy) of an account, `None` if there is no such account.
-pub fn account_vendor(store: &Store, account: &str) -> Result<Option<String>, StoreError> {
-    store.read(|conn| {
-        conn.prepare_cached("SELECT policy FROM accounts WHERE id = ?1")?
-            .query_row(params![account], |r| r.get(0))
-            .optional()
-    })
-}
-
-/// Records, in an existing account's chain, that a credential was refused
-/// something on it (`request` says what and why). `Ok(None)`: no such
-/// account, nothing recorded.
-pub fn record_refusal(
-    store: &Store,
-    at: i64,
-    account: &str,
-    request: Value,
-) -> Result<Option<u64>, StoreError> {
-    let account = account.to_owned();
-    let written = store.write(move |tx| {
-        let exists = tx
-            .conn()
-            .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")?
-            .query_row(params![account], |_| Ok(()))
-            .optional()?
-            .is_some();
-        if !exists {
-            return Ok(None);
-        }
-        let appended = tx.append(&RecordDraft {
-            account,
-            time_ms: at,
-            kind: "refused".into(),
-            actor: None,
-            request,
-            decision: None,
-            effects: json!([]),
-            policy: None,
-            input: None,
-        })?;
-        Ok::<_, StoreError>(Some(appended.seq.get()))
-    });
-    match written {
-        Ok(seq) => Ok(seq),
-        Err(WriteError::Job(e) | WriteError::Store(e)) => Err(e),
-        Err(other) => Err(StoreError::Aborted(other.to_string())),
-    }
-}
-
 /// The registry and the credentials, as the service uses them: part of
 /// every [`Storage`](crate::Storage).
 pub trait Registry {
-    /// See [`install`].
+    /// Installs `module` for `vendor` at `at`, recording it in
+    /// [`REGISTRY_CHAIN`]; it becomes active if `activate` or if the vendor had
+    /// no module. `by` names who asked (a credential id, or `cli`).
     fn install_module(
         &self,
         at: i64,
@@ -713,7 +399,7 @@ pub trait Registry {
         activate: bool,
         by: &str,
     ) -> Result<Installed, RegistryError>;
-    /// See [`activate`].
+    /// Makes `digest` (installed for `vendor`) the vendor's active module.
     fn activate_module(
         &self,
         at: i64,
@@ -721,26 +407,32 @@ pub trait Registry {
         digest: &str,
         by: &str,
     ) -> Result<Activation, RegistryError>;
-    /// See [`rollback`].
+    /// Makes the module that was active before the vendor's current one active
+    /// again.
     fn rollback_module(&self, at: i64, vendor: &str, by: &str)
     -> Result<Activation, RegistryError>;
-    /// See [`installed_modules`].
+    /// Every module installed (for one vendor, or all), oldest first.
     fn installed_modules(&self, vendor: Option<&str>) -> Result<Vec<InstalledModule>, StoreError>;
-    /// See [`active_modules`].
+    /// The active module of each vendor that has one.
     fn active_modules(&self) -> Result<BTreeMap<String, String>, StoreError>;
-    /// See [`version`].
+    /// How many registry and credential events were recorded: it changes
+    /// whenever the registry or the credentials do (the head of
+    /// [`REGISTRY_CHAIN`]).
     fn registry_version(&self) -> Result<u64, StoreError>;
-    /// See [`create_credential`].
+    /// Stores a new credential, recording its creation (never its secret or
+    /// hash) in [`REGISTRY_CHAIN`]. Returns the record's seq.
     fn create_credential(&self, credential: Credential, by: &str) -> Result<u64, RegistryError>;
-    /// See [`revoke_credential`].
+    /// Revokes credential `id` at `at`, recording it in [`REGISTRY_CHAIN`].
     fn revoke_credential(&self, at: i64, id: &str, by: &str) -> Result<u64, RegistryError>;
-    /// See [`credentials`].
+    /// Every credential, oldest first.
     fn credentials(&self) -> Result<Vec<Credential>, StoreError>;
-    /// See [`credential`].
+    /// The credential with this id.
     fn credential(&self, id: &str) -> Result<Option<Credential>, StoreError>;
-    /// See [`account_vendor`].
+    /// The vendor id (policy) of an account, `None` if there is no such account.
     fn account_vendor(&self, account: &str) -> Result<Option<String>, StoreError>;
-    /// See [`record_refusal`].
+    /// Records, in an existing account's chain, that a credential was refused
+    /// something on it (`request` says what and why). `Ok(None)`: no such
+    /// account, nothing recorded.
     fn record_refusal(
         &self,
         at: i64,
@@ -758,7 +450,63 @@ impl Registry for Store {
         activate: bool,
         by: &str,
     ) -> Result<Installed, RegistryError> {
-        install(self, at, vendor, module, activate, by)
+        let vendor = vendor.to_owned();
+        let by = by.to_owned();
+        Ok(self.write(move |tx| {
+            let conn = tx.conn();
+            if installed(conn, &vendor, &module.digest)?.is_some() {
+                return Err(RegistryError::AlreadyInstalled {
+                    vendor,
+                    digest: module.digest.clone(),
+                });
+            }
+            if !state::has_module(conn, &module.digest)? {
+                state::keep_module(
+                    conn,
+                    &module.digest,
+                    &module.vendor,
+                    &module.version,
+                    &module.bytes,
+                    at,
+                )?;
+            }
+            conn.prepare_cached(
+                "INSERT INTO policy_installs (vendor, digest, installed_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![vendor, module.digest, at])?;
+            let previous = active(conn, &vendor)?;
+            let activate = activate || previous.is_none();
+            if activate {
+                insert_activation(conn, &vendor, &module.digest, at, "install")?;
+            }
+            let mut effects = vec![json!({"install_module": {
+                "vendor": vendor, "digest": module.digest, "size": module.bytes.len(),
+            }})];
+            if activate {
+                effects.push(json!({"activate_module": {
+                    "vendor": vendor, "digest": module.digest, "previous": previous,
+                }}));
+            }
+            let appended = append(
+                tx,
+                at,
+                "policy-install",
+                json!({"vendor": vendor, "digest": module.digest, "activate": activate, "by": by}),
+                effects,
+                Some(&module),
+            )?;
+            Ok(Installed {
+                module: InstalledModule {
+                    vendor,
+                    digest: module.digest.clone(),
+                    version: module.version.clone(),
+                    size: module.bytes.len() as u64,
+                    installed_at: at,
+                    active: activate,
+                },
+                seq: appended.seq.get(),
+            })
+        })?)
     }
 
     fn activate_module(
@@ -768,7 +516,17 @@ impl Registry for Store {
         digest: &str,
         by: &str,
     ) -> Result<Activation, RegistryError> {
-        activate(self, at, vendor, digest, by)
+        let (vendor, digest, by) = (vendor.to_owned(), digest.to_owned(), by.to_owned());
+        Ok(self.write(move |tx| {
+            if installed(tx.conn(), &vendor, &digest)?.is_none() {
+                return Err(RegistryError::NotInstalled { vendor, digest });
+            }
+            let previous = active(tx.conn(), &vendor)?;
+            if previous.as_deref() == Some(digest.as_str()) {
+                return Err(RegistryError::AlreadyActive { vendor, digest });
+            }
+            switch(tx, at, &vendor, &digest, previous, "activate", &by)
+        })?)
     }
 
     fn rollback_module(
@@ -777,39 +535,163 @@ impl Registry for Store {
         vendor: &str,
         by: &str,
     ) -> Result<Activation, RegistryError> {
-        rollback(self, at, vendor, by)
+        let (vendor, by) = (vendor.to_owned(), by.to_owned());
+        Ok(self.write(move |tx| {
+            let history: Vec<String> = tx
+                .conn()
+                .prepare_cached(
+                    "SELECT digest FROM policy_activations WHERE vendor = ?1 ORDER BY id DESC",
+                )?
+                .query_map(params![vendor], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let Some(current) = history.first().cloned() else {
+                return Err(RegistryError::NoModules(vendor));
+            };
+            let Some(earlier) = history.iter().find(|d| **d != current).cloned() else {
+                return Err(RegistryError::NothingToRollBack(vendor));
+            };
+            switch(tx, at, &vendor, &earlier, Some(current), "rollback", &by)
+        })?)
     }
 
     fn installed_modules(&self, vendor: Option<&str>) -> Result<Vec<InstalledModule>, StoreError> {
-        installed_modules(self, vendor)
+        self.read(|conn| {
+            let actives = actives(conn)?;
+            let mut statement = conn.prepare_cached(
+                "SELECT i.vendor, i.digest, m.version, length(m.bytes), i.installed_at
+                 FROM policy_installs i JOIN modules m ON m.digest = i.digest
+                 WHERE ?1 IS NULL OR i.vendor = ?1
+                 ORDER BY i.installed_at, i.vendor, i.digest",
+            )?;
+            let rows = statement.query_map(params![vendor], |r| {
+                let vendor: String = r.get(0)?;
+                let digest: String = r.get(1)?;
+                let active = actives.get(&vendor) == Some(&digest);
+                Ok(InstalledModule {
+                    vendor,
+                    digest,
+                    version: r.get(2)?,
+                    size: r.get::<_, i64>(3)?.try_into().unwrap_or(0),
+                    installed_at: r.get(4)?,
+                    active,
+                })
+            })?;
+            rows.collect()
+        })
     }
 
     fn active_modules(&self) -> Result<BTreeMap<String, String>, StoreError> {
-        active_modules(self)
+        self.read(actives)
     }
 
     fn registry_version(&self) -> Result<u64, StoreError> {
-        version(self)
+        self.read(|conn| {
+            conn.prepare_cached("SELECT seq FROM audit_heads WHERE account = ?1")?
+                .query_row(params![REGISTRY_CHAIN], |r| r.get::<_, i64>(0))
+                .optional()
+                .map(|seq| seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
+        })
     }
 
     fn create_credential(&self, credential: Credential, by: &str) -> Result<u64, RegistryError> {
-        create_credential(self, credential, by)
+        let by = by.to_owned();
+        Ok(self.write(move |tx| {
+            let exists = tx
+                .conn()
+                .prepare_cached("SELECT 1 FROM credentials WHERE id = ?1")?
+                .query_row(params![credential.id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if exists {
+                return Err(RegistryError::DuplicateCredential(credential.id));
+            }
+            tx.conn()
+                .prepare_cached(
+                    "INSERT INTO credentials (id, kind, subject, label, hash, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    credential.id,
+                    credential.scope.kind(),
+                    credential.scope.subject(),
+                    credential.label,
+                    credential.hash.as_slice(),
+                    credential.created_at,
+                ])?;
+            let appended = append(
+                tx,
+                credential.created_at,
+                "credential-create",
+                json!({
+                    "id": credential.id, "kind": credential.scope.kind(),
+                    "subject": credential.scope.subject(), "label": credential.label, "by": by,
+                }),
+                vec![json!({"create_credential": {"id": credential.id}})],
+                None,
+            )?;
+            Ok(appended.seq.get())
+        })?)
     }
 
     fn revoke_credential(&self, at: i64, id: &str, by: &str) -> Result<u64, RegistryError> {
-        revoke_credential(self, at, id, by)
+        let (id, by) = (id.to_owned(), by.to_owned());
+        Ok(self.write(move |tx| {
+            let revoked: Option<Option<i64>> = tx
+                .conn()
+                .prepare_cached("SELECT revoked_at FROM credentials WHERE id = ?1")?
+                .query_row(params![id], |r| r.get(0))
+                .optional()?;
+            match revoked {
+                None => return Err(RegistryError::UnknownCredential(id)),
+                Some(Some(_)) => return Err(RegistryError::AlreadyRevoked(id)),
+                Some(None) => {}
+            }
+            tx.conn()
+                .prepare_cached("UPDATE credentials SET revoked_at = ?2 WHERE id = ?1")?
+                .execute(params![id, at])?;
+            let appended = append(
+                tx,
+                at,
+                "credential-revoke",
+                json!({"id": id, "by": by}),
+                vec![json!({"revoke_credential": {"id": id}})],
+                None,
+            )?;
+            Ok(appended.seq.get())
+        })?)
     }
 
     fn credentials(&self) -> Result<Vec<Credential>, StoreError> {
-        credentials(self)
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT id, kind, subject, label, hash, created_at, revoked_at
+                 FROM credentials ORDER BY created_at, id",
+            )?
+            .query_map([], credential_row)?
+            .filter_map(|row| row.transpose())
+            .collect()
+        })
     }
 
     fn credential(&self, id: &str) -> Result<Option<Credential>, StoreError> {
-        credential(self, id)
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT id, kind, subject, label, hash, created_at, revoked_at
+                     FROM credentials WHERE id = ?1",
+                )?
+                .query_row(params![id], credential_row)
+                .optional()?
+                .flatten())
+        })
     }
 
     fn account_vendor(&self, account: &str) -> Result<Option<String>, StoreError> {
-        account_vendor(self, account)
+        self.read(|conn| {
+            conn.prepare_cached("SELECT policy FROM accounts WHERE id = ?1")?
+                .query_row(params![account], |r| r.get(0))
+                .optional()
+        })
     }
 
     fn record_refusal(
@@ -818,6 +700,34 @@ impl Registry for Store {
         account: &str,
         request: Value,
     ) -> Result<Option<u64>, StoreError> {
-        record_refusal(self, at, account, request)
+        let account = account.to_owned();
+        let written = self.write(move |tx| {
+            let exists = tx
+                .conn()
+                .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")?
+                .query_row(params![account], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if !exists {
+                return Ok(None);
+            }
+            let appended = tx.append(&RecordDraft {
+                account,
+                time_ms: at,
+                kind: "refused".into(),
+                actor: None,
+                request,
+                decision: None,
+                effects: json!([]),
+                policy: None,
+                input: None,
+            })?;
+            Ok::<_, StoreError>(Some(appended.seq.get()))
+        });
+        match written {
+            Ok(seq) => Ok(seq),
+            Err(WriteError::Job(e) | WriteError::Store(e)) => Err(e),
+            Err(other) => Err(StoreError::Aborted(other.to_string())),
+        }
     }
 }
