@@ -75,6 +75,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
+    let mut refused = Refused::default();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -91,8 +92,8 @@ pub async fn serve(
             }
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, limit = limits.max_connections, "too many connections; closing a new one");
             drop(stream);
+            refused.note(peer, limits.max_connections);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -115,6 +116,37 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("requests still in flight after the drain timeout; stopping anyway");
+    }
+}
+
+/// Connections closed for the limit, logged at most once per
+/// [`Refused::EVERY`] with their number: a flood of connections must not
+/// become a flood of log lines (nor block the accept loop on a slow log).
+#[derive(Debug, Default)]
+struct Refused {
+    since_logged: u64,
+    logged_at: Option<tokio::time::Instant>,
+}
+
+impl Refused {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn note(&mut self, peer: std::net::SocketAddr, limit: usize) {
+        self.since_logged += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .logged_at
+            .is_none_or(|at| now.duration_since(at) >= Self::EVERY)
+        {
+            tracing::warn!(
+                %peer,
+                limit,
+                closed = self.since_logged,
+                "too many connections; closing new ones (`closed` counts those since the last warning)"
+            );
+            self.since_logged = 0;
+            self.logged_at = Some(now);
+        }
     }
 }
 
