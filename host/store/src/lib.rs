@@ -180,7 +180,7 @@ pub enum StoreError {
     #[error("the write was rolled back: {0}")]
     Aborted(String),
     /// The database failed.
-    #[error("database error")]
+    #[error("the store failed: {}", cause(.0.as_ref()))]
     Database(#[source] DatabaseError),
     /// The audit log failed.
     #[error(transparent)]
@@ -756,6 +756,41 @@ mod open_tests {
                 .write(|tx| tx.append(&draft("acme")).map(|_| ()))
                 .is_ok()
         );
+    }
+
+    /// A full disk, as SQLite sees one (its page limit reached): the write
+    /// is refused naming the cause, nothing of it stays, and once there is
+    /// room again writes go through.
+    #[test]
+    fn a_write_on_a_full_disk_names_the_disk_and_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let store =
+            Store::open(dir.path().join("store.db")).unwrap_or_else(|e| unreachable!("{e}"));
+        let before = store.head("acme").unwrap_or_else(|e| unreachable!("{e}"));
+        let written = store.write(|tx| {
+            tx.conn
+                .execute_batch("PRAGMA max_page_count = 1")
+                .map_err(StoreError::from)?;
+            let mut big = draft("acme");
+            big.request = serde_json::json!({"note": "x".repeat(64 * 1024)});
+            tx.append(&big).map(|_| ())
+        });
+        let message = match written {
+            Err(WriteError::Store(e) | WriteError::Job(e)) => e.to_string(),
+            other => unreachable!("the write went through a full disk: {other:?}"),
+        };
+        assert!(message.contains("the disk is full"), "{message}");
+        assert_eq!(
+            store.head("acme").unwrap_or_else(|e| unreachable!("{e}")),
+            before
+        );
+        let room = store.write(|tx| {
+            tx.conn
+                .execute_batch("PRAGMA max_page_count = 1073741823")
+                .map_err(StoreError::from)?;
+            tx.append(&draft("acme")).map(|_| ())
+        });
+        assert!(room.is_ok(), "{room:?}");
     }
 
     trait UnwrapErr<E> {
