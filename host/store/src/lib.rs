@@ -64,6 +64,7 @@ mod append;
 pub mod checkpoints;
 pub mod export;
 pub mod migrations;
+pub mod outbox;
 mod ops;
 pub mod read;
 pub mod registry;
