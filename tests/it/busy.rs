@@ -316,6 +316,14 @@ impl Storage for Interfering {
         self.inner.as_ref()
     }
 
+    fn outbox(&self) -> &dyn chaperone_store::outbox::Outbox {
+        self.inner.as_ref()
+    }
+
+    fn signer(&self) -> Option<std::sync::Arc<chaperone_log::keys::Signer>> {
+        Storage::signer(self.inner.as_ref())
+    }
+
     fn read_account(
         &self,
         account: &str,

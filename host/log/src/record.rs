@@ -296,6 +296,8 @@ pub struct Prepared {
     account: String,
     time_ms: i64,
     kind: String,
+    /// The decision's verdict and rule, if a policy decided.
+    decided: Option<(Verdict, String)>,
     /// From `,"time_ms":` to the closing `}`.
     tail: Vec<u8>,
     /// Where in `tail` the value of `effects` is.
@@ -345,6 +347,7 @@ impl Prepared {
             account: draft.account.clone(),
             time_ms: draft.time_ms,
             kind: draft.kind.clone(),
+            decided: draft.decision.as_ref().map(|d| (d.verdict, d.rule.clone())),
             tail,
             effects,
         })
@@ -386,6 +389,11 @@ impl Prepared {
     /// The record kind (the `kind` column).
     pub fn kind(&self) -> &str {
         &self.kind
+    }
+
+    /// The decision's verdict and rule, if a policy decided.
+    pub fn decided(&self) -> Option<(Verdict, &str)> {
+        self.decided.as_ref().map(|(v, r)| (*v, r.as_str()))
     }
 
     /// The canonical bytes of the record at `seq`.

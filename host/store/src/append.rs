@@ -17,6 +17,9 @@ use crate::read;
 pub(crate) struct HeadCache {
     heads: std::collections::HashMap<String, ChainHead>,
     data_version: Option<i64>,
+    /// The live webhook subscriptions, read at the first append that may
+    /// need them; cleared with the heads.
+    subscriptions: Option<Vec<crate::outbox::Live>>,
 }
 
 impl HeadCache {
@@ -39,6 +42,18 @@ impl HeadCache {
     /// Forgets every head.
     pub(crate) fn clear(&mut self) {
         self.heads.clear();
+        self.subscriptions = None;
+    }
+
+    /// The live subscriptions (read once, then kept until cleared).
+    pub(crate) fn subscriptions(
+        &mut self,
+        conn: &Connection,
+    ) -> Result<&[crate::outbox::Live], StoreError> {
+        if self.subscriptions.is_none() {
+            self.subscriptions = Some(crate::outbox::live(conn)?);
+        }
+        Ok(self.subscriptions.as_deref().unwrap_or_default())
     }
 
     pub(crate) fn head(
@@ -131,6 +146,20 @@ pub(crate) fn append_prepared(
         }));
     }
     heads.set(account, ChainHead { seq, hash });
+    // The record's deliveries, in its transaction.
+    let types = crate::outbox::record_types(prepared.kind(), prepared.decided());
+    if !types.is_empty() && !account.starts_with('@') {
+        let subscriptions = heads.subscriptions(conn)?;
+        crate::outbox::enqueue(
+            conn,
+            subscriptions,
+            account,
+            seq.get(),
+            prepared.time_ms(),
+            &types,
+            prepared.decided().map(|(verdict, _)| verdict),
+        )?;
+    }
     tracing::debug!(seq = seq.get(), "appended");
     Ok(Appended { seq, hash })
 }

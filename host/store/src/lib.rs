@@ -64,8 +64,8 @@ mod append;
 pub mod checkpoints;
 pub mod export;
 pub mod migrations;
-pub mod outbox;
 mod ops;
+pub mod outbox;
 pub mod read;
 pub mod registry;
 pub mod state;
@@ -82,7 +82,7 @@ pub use storage::{
 pub const AUDIT_SCHEMA_VERSION: i64 = 1;
 
 /// The newest schema version (the last of [`migrations::MIGRATIONS`]).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// How long a connection waits for another process's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -210,6 +210,14 @@ pub enum WriteError<E> {
     /// The store failed; nothing of the job took effect.
     #[error(transparent)]
     Store(StoreError),
+}
+
+/// A write whose job fails with a [`StoreError`], as one [`StoreError`].
+pub(crate) fn flatten_write(e: WriteError<StoreError>) -> StoreError {
+    match e {
+        WriteError::Job(e) | WriteError::Store(e) => e,
+        other => StoreError::Aborted(other.to_string()),
+    }
 }
 
 /// What went wrong in words an operator acts on: a lock held by another
@@ -516,6 +524,11 @@ impl Store {
     /// The store's file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The log's signing key, if the store was opened with it.
+    pub fn signer(&self) -> Option<Arc<Signer>> {
+        self.inner.signer.clone()
     }
 
     /// The log's public key: the signing key's, or else `PATH.pub`'s.

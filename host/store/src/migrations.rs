@@ -107,6 +107,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "account state versions",
         sql: crate::state::SCHEMA_V4,
     },
+    Migration {
+        version: 7,
+        name: "webhook subscriptions and outbox",
+        sql: crate::outbox::SCHEMA,
+    },
 ];
 
 /// Brings the store up to the newest schema.

@@ -24,6 +24,14 @@ impl Storage for Store {
         self
     }
 
+    fn outbox(&self) -> &dyn crate::outbox::Outbox {
+        self
+    }
+
+    fn signer(&self) -> Option<std::sync::Arc<chaperone_log::keys::Signer>> {
+        Store::signer(self)
+    }
+
     fn read_account(
         &self,
         account: &str,

@@ -34,6 +34,15 @@ fn to_head(account: &str, seq: i64, hash: &[u8]) -> Result<ChainHead, AuditError
     }
 }
 
+/// The vendor id (policy) of an account; `None` if there is no such account.
+pub fn account_policy(conn: &Connection, account: &str) -> Result<Option<String>, StoreError> {
+    use rusqlite::OptionalExtension as _;
+    Ok(conn
+        .prepare_cached("SELECT policy FROM accounts WHERE id = ?1")?
+        .query_row([account], |r| r.get(0))
+        .optional()?)
+}
+
 /// Every account's head, sorted by account id.
 pub fn heads(conn: &Connection) -> Result<Vec<(String, ChainHead)>, StoreError> {
     let mut stmt =

@@ -279,6 +279,7 @@ fn switch(
         }})],
         kept.as_ref(),
     )?;
+    module_activated(tx, vendor, appended.seq.get(), at)?;
     Ok(Activation {
         vendor: vendor.to_owned(),
         digest: digest.to_owned(),
@@ -287,6 +288,18 @@ fn switch(
         how: how.to_owned(),
         seq: appended.seq.get(),
     })
+}
+
+/// The deliveries of a module activation recorded at `seq` of the
+/// registry chain.
+fn module_activated(
+    tx: &mut WriteTx<'_>,
+    vendor: &str,
+    seq: u64,
+    at: i64,
+) -> Result<(), StoreError> {
+    let subscriptions = tx.heads.subscriptions(tx.conn)?;
+    crate::outbox::enqueue_module_activated(tx.conn, subscriptions, vendor, REGISTRY_CHAIN, seq, at)
 }
 
 fn insert_activation(
@@ -495,6 +508,9 @@ impl Registry for Store {
                 effects,
                 Some(&module),
             )?;
+            if activate {
+                module_activated(tx, &vendor, appended.seq.get(), at)?;
+            }
             Ok(Installed {
                 module: InstalledModule {
                     vendor,

@@ -220,6 +220,13 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// The module registry and the API's credentials.
     fn registry(&self) -> &dyn crate::registry::Registry;
 
+    /// Webhook subscriptions and the outbox of deliveries.
+    fn outbox(&self) -> &dyn crate::outbox::Outbox;
+
+    /// The log's signing key, if this store has it (checkpoints and
+    /// webhook events are signed with it).
+    fn signer(&self) -> Option<Arc<chaperone_log::keys::Signer>>;
+
     /// Reads `account` as a policy sees it at `at`, with its state version,
     /// whether expiries are due at `at`, and the owner of the object the
     /// request names, in one consistent read.
