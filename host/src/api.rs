@@ -46,7 +46,9 @@ use chaperone_store::registry::{Credential, RegistryError, Scope};
 
 use crate::instant;
 use crate::service::registry::{AuthError, CredentialError, InstallError};
+use crate::service::webhooks::WebhookError;
 use crate::service::{Host, ParsedRequest, ServiceError, parse_request, refuse_unknown_fields};
+use chaperone_store::outbox::{Owner, SubscriptionError};
 
 /// The largest request body, except a module's.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -191,6 +193,8 @@ fn routes() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens, create_token))
         .routes(routes!(revoke_token))
         .routes(routes!(tick))
+        .routes(routes!(webhooks, add_webhook))
+        .routes(routes!(webhook, remove_webhook))
         .split_for_parts()
 }
 
@@ -1006,6 +1010,164 @@ async fn revoke_token(
             .host
             .revoke_credential(instant::now(), &id, &credential.id)?;
         Ok(Json(json!({ "revoked": id, "seq": seq })))
+    })
+    .await
+}
+
+/// Whose subscriptions a credential sees: a vendor's or a customer's own,
+/// an admin every one (`None`).
+fn webhook_owner(credential: &Credential) -> Option<Owner> {
+    match &credential.scope {
+        Scope::Admin => None,
+        Scope::Vendor(v) => Some(Owner::Vendor(v.clone())),
+        Scope::Customer(a) => Some(Owner::Customer(a.clone())),
+    }
+}
+
+/// The subscription `id` if `credential` owns it (an admin owns all); a
+/// subscription of someone else is answered as one that does not exist.
+fn owned_webhook(
+    app: &App,
+    credential: &Credential,
+    id: &str,
+) -> Result<chaperone_store::outbox::SubscriptionStatus, ApiError> {
+    let status = app.host.webhook_status(id).map_err(store_unavailable)?;
+    match (status, webhook_owner(credential)) {
+        (Some(status), None) => Ok(status),
+        (Some(status), Some(owner)) if status.subscription.owner == owner => Ok(status),
+        _ => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no webhook subscription `{id}`"),
+        )),
+    }
+}
+
+fn store_unavailable(error: impl std::fmt::Display) -> ApiError {
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the store failed, nothing changed: {error}"),
+    )
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        let status = match &error {
+            WebhookError::UnknownAccount(_) => StatusCode::NOT_FOUND,
+            WebhookError::Store(_) | WebhookError::Subscription(SubscriptionError::Store(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, error.to_string())
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    url: String,
+    types: Vec<String>,
+    /// An admin names the owner: a vendor id...
+    #[serde(default)]
+    vendor: Option<String>,
+    /// ... or an account.
+    #[serde(default)]
+    account: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/webhooks", tag = "chaperone", summary = "The webhook subscriptions of the credential's vendor or account (an admin: all), removed ones too", responses((status = 200, description = "the subscriptions"), (status = 401, description = "no valid bearer token", body = ErrorBody)), security(("bearer" = [])))]
+async fn webhooks(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    blocking(move || {
+        let owner = webhook_owner(&credential);
+        let subscriptions = app
+            .host
+            .webhooks(owner.as_ref())
+            .map_err(store_unavailable)?;
+        Ok(Json(json!({ "webhooks": subscriptions })))
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/webhooks", tag = "chaperone", summary = "Subscribe an endpoint to events: a vendor's for all its accounts, a customer's for its account (an admin names `vendor` or `account`). Events are signed with the log's key (`docs/webhooks.md`)", request_body(content = Object, content_type = "application/json", description = "`{\"url\": \"https://...\", \"types\": [\"grant\", \"revoke\", \"expire\", \"act.denied\", ...]}`; `*` for every type"), responses((status = 201, description = "the subscription"), (status = 400, description = "a bad URL or type", body = ErrorBody), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 404, description = "no such account", body = ErrorBody), (status = 415, description = "not `application/json`", body = ErrorBody)), security(("bearer" = [])))]
+async fn add_webhook(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    let body: WebhookBody = typed_body(&headers, body)?;
+    let owner = match (webhook_owner(&credential), body.vendor, body.account) {
+        (Some(own), None, None) => own,
+        (None, Some(vendor), None) => Owner::Vendor(vendor),
+        (None, None, Some(account)) => Owner::Customer(account),
+        (None, _, _) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "an admin names the subscription's owner: `vendor` or `account`, one of them"
+                    .into(),
+            ));
+        }
+        (Some(_), _, _) => {
+            return Err(forbidden(
+                &credential,
+                "subscribe for another owner (leave out `vendor` and `account`: the subscription is the credential's own)",
+            ));
+        }
+    };
+    blocking(move || {
+        let subscription = app.host.add_webhook(
+            instant::now(),
+            owner,
+            &body.url,
+            &body.types,
+            &credential.id,
+        )?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({ "webhook": subscription })),
+        ))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "chaperone", summary = "A subscription's deliveries: pending, delivered, dead, the last error and the next try", params(("id" = String, Path, description = "the subscription id")), responses((status = 200, description = "the status"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 404, description = "no such subscription of the credential's", body = ErrorBody)), security(("bearer" = [])))]
+async fn webhook(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    blocking(move || {
+        let status = owned_webhook(&app, &credential, &id)?;
+        Ok(Json(serde_json::to_value(status).map_err(internal)?))
+    })
+    .await
+}
+
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "chaperone", summary = "Remove a subscription: nothing more is sent to it, its pending deliveries are dropped", params(("id" = String, Path, description = "the subscription id")), responses((status = 200, description = "removed"), (status = 401, description = "no valid bearer token", body = ErrorBody), (status = 404, description = "no such live subscription of the credential's", body = ErrorBody)), security(("bearer" = [])))]
+async fn remove_webhook(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers).await?;
+    blocking(move || {
+        owned_webhook(&app, &credential, &id)?;
+        let removed = app
+            .host
+            .remove_webhook(instant::now(), &id, &credential.id)
+            .map_err(store_unavailable)?;
+        if !removed {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("webhook subscription `{id}` was removed already"),
+            ));
+        }
+        Ok(Json(json!({ "removed": id })))
     })
     .await
 }

@@ -27,6 +27,7 @@ pub use chaperone_model::{AccountSpec, StateStep, UserSpec};
 mod gate;
 pub mod registry;
 pub mod request;
+pub mod webhooks;
 
 pub use request::{ParsedRequest, ShapeError, parse_request, refuse_unknown_fields};
 
@@ -68,6 +69,9 @@ pub struct Host {
     registry: Arc<registry::RegistryView>,
     /// The queues of busy accounts ([`Host::execute`]).
     gates: Arc<gate::Gates>,
+    /// Poked after each write that may have made webhook deliveries, so
+    /// that the sender ([`crate::webhook`]) starts at once.
+    recorded: Arc<tokio::sync::Notify>,
 }
 
 /// A policy-evaluated operation on one account.
@@ -277,6 +281,7 @@ impl Host {
             store,
             runtime,
             gates: Arc::default(),
+            recorded: Arc::default(),
         };
         for (vendor, bytes) in &options.policies {
             host.use_policy(vendor, bytes)?;
@@ -369,6 +374,23 @@ impl Host {
     /// keeps its turn until it is written, so the next turn reads what it
     /// wrote.
     pub fn execute(&self, at: i64, request: OperationRequest) -> Result<Outcome, ServiceError> {
+        let outcome = self.decide_and_record(at, request)?;
+        self.recorded.notify_one();
+        Ok(outcome)
+    }
+
+    /// What a write that may have made webhook deliveries pokes: a sender
+    /// waits on it (besides its own timer).
+    pub fn recorded(&self) -> Arc<tokio::sync::Notify> {
+        self.recorded.clone()
+    }
+
+    /// [`Host::execute`], but for telling the sender.
+    fn decide_and_record(
+        &self,
+        at: i64,
+        request: OperationRequest,
+    ) -> Result<Outcome, ServiceError> {
         let account = request.account.as_str();
         // How often we found the state changed before joining the account's
         // queue; our place in it; our turn; whether to keep the turn until
@@ -513,7 +535,11 @@ impl Host {
     /// Sweeps every account at `at`: one `expire` record per grant that has
     /// expired and has none yet. Returns how many were recorded.
     pub fn tick(&self, at: i64) -> Result<usize, ServiceError> {
-        self.store.sweep_expiries(at).map_err(ServiceError::Store)
+        let expired = self.store.sweep_expiries(at).map_err(ServiceError::Store)?;
+        if expired > 0 {
+            self.recorded.notify_one();
+        }
+        Ok(expired)
     }
 }
 

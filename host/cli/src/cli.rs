@@ -14,6 +14,7 @@ pub mod policy;
 pub mod registry;
 pub mod serve;
 pub mod token;
+pub mod webhook;
 
 /// Exit code: everything checked out.
 pub const EXIT_OK: u8 = 0;
@@ -50,6 +51,10 @@ pub enum Command {
     /// Create, list and revoke the API's credentials.
     #[command(subcommand)]
     Token(token::Command),
+    /// Subscribe endpoints to signed event notifications, list and remove
+    /// them, see their deliveries.
+    #[command(subcommand)]
+    Webhook(webhook::Command),
 }
 
 impl Command {
@@ -62,6 +67,7 @@ impl Command {
             Command::Audit(command) => command.run(),
             Command::Conformance(command) => command.run(),
             Command::Token(command) => command.run(),
+            Command::Webhook(command) => command.run(),
         }
     }
 }

@@ -304,7 +304,7 @@ pub enum AuthError {
 
 const TOKEN_PREFIX: &str = "chp_";
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     OsRng.fill_bytes(&mut buffer);
     buffer.iter().map(|b| format!("{b:02x}")).collect()
@@ -374,6 +374,7 @@ impl Host {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(installed.module.digest.clone(), module);
         self.registry.refresh(true).map_err(RegistryError::Store)?;
+        self.recorded.notify_one();
         Ok(installed)
     }
 
@@ -390,6 +391,7 @@ impl Host {
             .registry()
             .activate_module(at, vendor, digest, by)?;
         self.registry.refresh(true)?;
+        self.recorded.notify_one();
         Ok(activation)
     }
 
@@ -402,6 +404,7 @@ impl Host {
     ) -> Result<Activation, RegistryError> {
         let activation = self.store.registry().rollback_module(at, vendor, by)?;
         self.registry.refresh(true)?;
+        self.recorded.notify_one();
         Ok(activation)
     }
 
