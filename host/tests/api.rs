@@ -653,6 +653,10 @@ async fn the_openapi_document_matches_the_routes() {
         "POST /v1/tokens",
         "DELETE /v1/tokens/{id}",
         "POST /v1/tick",
+        "GET /v1/webhooks",
+        "POST /v1/webhooks",
+        "GET /v1/webhooks/{id}",
+        "DELETE /v1/webhooks/{id}",
     ];
     expected.sort_unstable();
     assert_eq!(documented, expected);
@@ -796,4 +800,165 @@ async fn an_admin_installs_a_module_over_the_api() {
         .map(|r| r["kind"].clone())
         .collect();
     assert!(kinds.contains(&json!("policy-install")), "{kinds:?}");
+}
+
+fn delete_as(token: &str, path: &str) -> Request<Body> {
+    Request::delete(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// `/v1/webhooks`: each credential subscribes for itself and sees,
+/// inspects and removes only its own subscriptions (another's is 404); an
+/// admin names the owner; bad URLs and types are 400 naming them.
+#[tokio::test]
+async fn webhook_subscriptions_belong_to_their_credential() {
+    let fixture = fixture();
+    let router = router(&fixture);
+    setup_acme(&fixture, &router).await;
+    let customer = token(&fixture.host, Scope::Customer("acme".into()));
+    let body =
+        json!({"url": "https://hooks.celigo.test/chaperone", "types": ["grant", "act.denied"]});
+
+    let (status, made) = call(&router, post_as(&fixture.celigo, "/v1/webhooks", &body)).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&made)
+    );
+    let vendor_hook = json_of(&made)["webhook"].clone();
+    assert_eq!(
+        vendor_hook["owner"],
+        json!({"kind": "vendor", "subject": "celigo"})
+    );
+    let vendor_id = vendor_hook["id"].as_str().unwrap().to_owned();
+    assert!(vendor_id.starts_with("wh_"), "{vendor_id}");
+
+    let (status, made) = call(
+        &router,
+        post_as(
+            &customer,
+            "/v1/webhooks",
+            &json!({"url": "http://127.0.0.1:9/h", "types": ["*"]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let customer_id = json_of(&made)["webhook"]["id"].as_str().unwrap().to_owned();
+
+    // Each lists its own; the admin lists all.
+    for (token, want) in [
+        (&fixture.celigo, vec![&vendor_id]),
+        (&customer, vec![&customer_id]),
+        (&fixture.xentral, vec![]),
+    ] {
+        let (status, listed) = call(&router, get_as(token, "/v1/webhooks")).await;
+        assert_eq!(status, StatusCode::OK);
+        let ids: Vec<String> = json_of(&listed)["webhooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids.iter().collect::<Vec<_>>(), want);
+    }
+    let (_, listed) = call(&router, get_as(&fixture.admin, "/v1/webhooks")).await;
+    assert_eq!(json_of(&listed)["webhooks"].as_array().unwrap().len(), 2);
+
+    // Another's subscription does not exist for you.
+    let path = format!("/v1/webhooks/{vendor_id}");
+    for token in [&fixture.xentral, &customer] {
+        assert_eq!(
+            call(&router, get_as(token, &path)).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(&router, delete_as(token, &path)).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+    let (status, seen) = call(&router, get_as(&fixture.celigo, &path)).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = json_of(&seen);
+    assert_eq!(
+        (seen["pending"].clone(), seen["delivered"].clone()),
+        (json!(0), json!(0)),
+        "{seen}"
+    );
+
+    // A grant makes a pending delivery for both subscriptions.
+    let (status, _) = call(&router, post_as(&fixture.celigo, "/v1/requests", &grant())).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, seen) = call(&router, get_as(&fixture.celigo, &path)).await;
+    assert_eq!(json_of(&seen)["pending"], 1);
+
+    // Refusals name what was wrong.
+    let cases = [
+        (
+            json!({"url": "ftp://x.test", "types": ["grant"]}),
+            "ftp://x.test",
+        ),
+        (
+            json!({"url": "https://x.test", "types": ["grants"]}),
+            "`grants`",
+        ),
+        (
+            json!({"url": "https://x.test", "types": []}),
+            "at least one event type",
+        ),
+        (
+            json!({"url": "https://x.test", "types": ["grant"], "vendor": "xentral"}),
+            "another owner",
+        ),
+    ];
+    for (body, says) in cases {
+        let (status, answer) = call(&router, post_as(&fixture.celigo, "/v1/webhooks", &body)).await;
+        assert!(status.is_client_error(), "{body}: {status}");
+        assert!(
+            String::from_utf8_lossy(&answer).contains(says),
+            "{body}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let (status, _) = call(
+        &router,
+        post_as(
+            &fixture.admin,
+            "/v1/webhooks",
+            &json!({"url": "https://x.test", "types": ["grant"]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, made) = call(
+        &router,
+        post_as(
+            &fixture.admin,
+            "/v1/webhooks",
+            &json!({"url": "https://x.test", "types": ["grant"], "account": "acme"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        json_of(&made)["webhook"]["owner"],
+        json!({"kind": "customer", "subject": "acme"})
+    );
+
+    // Removed: its pending delivery is dropped; a second removal is 404.
+    let (status, _) = call(&router, delete_as(&fixture.celigo, &path)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, seen) = call(&router, get_as(&fixture.celigo, &path)).await;
+    let seen = json_of(&seen);
+    assert_eq!(
+        (seen["pending"].clone(), seen["dead"].clone()),
+        (json!(0), json!(1)),
+        "{seen}"
+    );
+    assert_eq!(
+        call(&router, delete_as(&fixture.celigo, &path)).await.0,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -8,3 +8,4 @@ mod fuzz_regressions;
 mod registry;
 mod runtime;
 mod service;
+mod webhooks;
