@@ -3,6 +3,7 @@
 //! modules ([`modules`]).
 
 pub mod modules;
+pub mod receiver;
 
 /// The hostile guest (`tests/guests/hostile`): the action name picks the attack.
 pub const HOSTILE_WASM: &str = concat!(env!("OUT_DIR"), "/hostile.wasm");
