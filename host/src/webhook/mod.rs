@@ -3,15 +3,18 @@
 //! the subscribers' endpoints.
 //!
 //! - [`sign`]: the signature scheme, and its check for receivers.
+//! - [`send`]: one attempt (an HTTP POST) and the backoff between attempts.
 //!
 //! `docs/webhooks.md` is the receiver's guide.
 
+pub mod send;
 pub mod sign;
 
 use chaperone_log::record::write_str;
 use chaperone_store::outbox::Due;
 use serde_json::value::RawValue;
 
+pub use send::{Failure, Sender, retry_delay};
 pub use sign::{ReceivedHeaders, SignedHeaders, VerifyError, sign, verify};
 
 /// An event's id, its idempotency key: `<account>:<seq>`.
