@@ -4,11 +4,14 @@
 //!
 //! - [`sign`]: the signature scheme, and its check for receivers.
 //! - [`send`]: one attempt (an HTTP POST) and the backoff between attempts.
+//! - [`worker`]: the delivery loop: at least once, in order per
+//!   subscription and account, a bounded number of requests per endpoint.
 //!
 //! `docs/webhooks.md` is the receiver's guide.
 
 pub mod send;
 pub mod sign;
+pub mod worker;
 
 use chaperone_log::record::write_str;
 use chaperone_store::outbox::Due;
@@ -16,6 +19,7 @@ use serde_json::value::RawValue;
 
 pub use send::{Failure, Sender, retry_delay};
 pub use sign::{ReceivedHeaders, SignedHeaders, VerifyError, sign, verify};
+pub use worker::{WakeHandle, WebhookOptions, WorkerError, WorkerHandle, spawn};
 
 /// An event's id, its idempotency key: `<account>:<seq>`.
 pub fn event_id(due: &Due) -> String {
