@@ -39,6 +39,9 @@ use super::{event_body, event_id, sign};
 /// The most deliveries asked of the store at once.
 const MAX_BATCH: usize = 256;
 
+/// How many times an attempt's outcome is offered to the store.
+const RECORD_TRIES: u32 = 5;
+
 /// The longest pause after store errors.
 const MAX_STORE_PAUSE: Duration = Duration::from_secs(60);
 
@@ -463,23 +466,27 @@ async fn attempt_and_record(shared: Arc<Shared>, due: Due) -> Option<i64> {
         .flatten()
 }
 
-/// Records an attempt, trying again after store errors until it is
-/// recorded or the worker stops: the pair stays busy meanwhile, so the
-/// delivery is not sent again while its outcome is known. Unrecorded, it
-/// stays pending and is sent again later (at least once). Whether it was
-/// recorded.
+/// Records an attempt, trying again after store errors (up to
+/// [`RECORD_TRIES`] tries, while the worker runs): the pair stays busy
+/// meanwhile, so the delivery is not sent again while its outcome is known.
+/// Unrecorded, it stays pending and is sent again later (at least once); a
+/// store that refuses one attempt for good holds no place for long.
+/// Whether it was recorded.
 async fn record(shared: &Shared, at: i64, id: i64, attempt: Attempt) -> bool {
     let mut stopping = shared.stopping.clone();
     let mut pause = shared.options.store_retry;
-    loop {
+    for tried in 1.. {
         let outbox = Arc::clone(&shared.outbox);
         let this = attempt.clone();
         let error = match blocking(move || outbox.record_attempt(at, id, this)).await {
             Ok(()) => return true,
             Err(error) => error,
         };
-        if *stopping.borrow() {
-            tracing::warn!(%error, "cannot record the webhook attempt; stopping, so it will be sent again");
+        if *stopping.borrow() || tried >= RECORD_TRIES {
+            tracing::warn!(
+                %error,
+                "cannot record the webhook attempt; giving up, so it will be sent again"
+            );
             return false;
         }
         tracing::warn!(
@@ -493,6 +500,7 @@ async fn record(shared: &Shared, at: i64, id: i64, attempt: Attempt) -> bool {
         }
         pause = pause.saturating_mul(2).min(MAX_STORE_PAUSE);
     }
+    false
 }
 
 /// The instant `wait` from now (at most a day: any option's value is safe).
@@ -1381,6 +1389,30 @@ mod tests {
                 next.duration_since(at)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn an_outcome_the_store_will_not_take_is_sent_again() {
+        let receiver = Receiver::start(|_, _| Reply::Status(200)).await;
+        let fake = Arc::new(Fake::default());
+        // The first send's five tries to record fail, then two more.
+        fake.fail_record.store(RECORD_TRIES + 2, Ordering::SeqCst);
+        let sub = fake.subscribe(&receiver.url);
+        let id = fake.push(&sub, "acme", 1);
+        let (worker, stopper) = start(
+            &fake,
+            WebhookOptions {
+                store_retry: Duration::from_millis(2),
+                ..options()
+            },
+        );
+        assert!(within_10s(|| fake.settled(id)).await);
+        stop(worker, stopper).await;
+        // At least once: given up recording, the delivery was sent again.
+        assert_eq!(receiver.ids(), ["acme:1", "acme:1"]);
+        let row = fake.row(id);
+        assert_eq!(row.state, DeliveryState::Delivered);
+        assert_eq!(row.attempts.len(), 1);
     }
 
     #[tokio::test]
