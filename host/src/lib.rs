@@ -21,3 +21,4 @@ pub mod instant;
 pub mod replay;
 pub mod server;
 pub mod service;
+pub mod webhook;
