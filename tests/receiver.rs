@@ -29,6 +29,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     /// Its body.
     pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: std::time::SystemTime,
 }
 
 impl Received {
@@ -217,7 +219,11 @@ fn serve(stream: TcpStream, state: &State) {
                 .got
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(Received { headers, body });
+                .push(Received {
+                    headers,
+                    body,
+                    at: std::time::SystemTime::now(),
+                });
             state.arrived.notify_all();
         }
     }

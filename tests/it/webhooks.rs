@@ -2,6 +2,11 @@
 //! accounts reach which subscriptions, in the records' own transactions,
 //! in order.
 
+#![expect(
+    clippy::indexing_slicing,
+    reason = "JSON values: a missing key indexes to null, which the assertion reports"
+)]
+
 use std::collections::HashSet;
 
 use chaperone::service::{Host, HostOptions, Outcome, ParsedRequest, parse_request};
@@ -245,4 +250,256 @@ fn a_subscription_starts_and_stops_with_its_changes() {
         "t",
     );
     assert!(bad.is_err_and(|e| e.to_string().contains("not a vendor id")));
+}
+
+mod sender {
+    //! The sender through the host, to receivers on loopback.
+
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use chaperone::service::Host;
+    use chaperone::webhook::sign::{ReceivedHeaders, verify};
+    use chaperone::webhook::worker::{WebhookOptions, WorkerHandle};
+    use chaperone_store::outbox::Owner;
+    use chaperone_tests::receiver::{Mode, Received, Receiver};
+    use serde_json::{Value, json};
+
+    use super::step;
+
+    struct Running {
+        _dir: tempfile::TempDir,
+        host: Host,
+        runtime: tokio::runtime::Runtime,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        worker: Option<WorkerHandle>,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(worker) = self.worker.take() {
+                let _ = self.runtime.block_on(worker.join());
+            }
+        }
+    }
+
+    /// A host over a new store with acme (Celigo, owner ada), its sender
+    /// running with quick retries and a 1 s request timeout.
+    fn running() -> Running {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let host = Host::open(dir.path().join("s.db"), Default::default())
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        step(
+            &host,
+            1_000,
+            json!({"op": "account", "id": "acme", "policy": "celigo", "plan": "paid",
+            "environments": [{"id": "prod", "kind": "production"}]}),
+        );
+        step(
+            &host,
+            1_000,
+            json!({"op": "user", "account": "acme", "id": "ada", "email": "ada@acme.test", "role": "owner"}),
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let options = WebhookOptions {
+            max_attempts: 1000,
+            request_timeout: Duration::from_secs(1),
+            retry_base: Duration::from_millis(20),
+            retry_cap: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let worker = {
+            let _entered = runtime.enter();
+            host.start_webhooks(options, async {
+                let _ = stopped.await;
+            })
+            .unwrap_or_else(|e| unreachable!("{e}"))
+        };
+        Running {
+            _dir: dir,
+            host,
+            runtime,
+            stop: Some(stop),
+            worker: Some(worker),
+        }
+    }
+
+    fn subscribe(host: &Host, url: &str, types: &[&str]) {
+        let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
+        host.add_webhook(0, Owner::Customer("acme".into()), url, &types, "test")
+            .unwrap_or_else(|e| unreachable!("{e}"));
+    }
+
+    fn now() -> i64 {
+        chaperone::instant::now()
+    }
+
+    fn grant(host: &Host, at: i64, hours: i64) -> chaperone::service::Outcome {
+        step(
+            host,
+            at,
+            json!({"op": "grant", "account": "acme", "actor": "ada", "environment": "prod",
+            "scope": {"level": "admin"}, "expires_in": {"hours": hours}}),
+        )
+        .unwrap_or_else(|| unreachable!())
+    }
+
+    fn act(host: &Host, at: i64) -> u64 {
+        step(
+            host,
+            at,
+            json!({"op": "act", "account": "acme", "agent": "sam@celigo.com",
+            "action": {"name": "flow.read", "environment": "prod"}}),
+        )
+        .unwrap_or_else(|| unreachable!())
+        .seq
+    }
+
+    /// Checks every event: signed with the log's key, the exact record and
+    /// hash of its seq; returns the seqs in order of first arrival.
+    fn checked(host: &Host, got: &[Received]) -> Vec<u64> {
+        let verifier = host
+            .store()
+            .verifier()
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let records = host
+            .store()
+            .records("acme")
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let mut order = Vec::new();
+        for event in got {
+            let headers = ReceivedHeaders::from_fn(|name| event.header(name));
+            verify(
+                &verifier,
+                &headers,
+                &event.body,
+                now() / 1000,
+                Duration::from_secs(300),
+            )
+            .unwrap_or_else(|e| unreachable!("{e}"));
+            let body = event.json();
+            let seq = body["seq"]
+                .as_u64()
+                .unwrap_or_else(|| unreachable!("{body}"));
+            let record = records
+                .iter()
+                .find(|r| r.seq.get() == seq)
+                .unwrap_or_else(|| unreachable!("no record {seq}"));
+            assert_eq!(body["hash"], hex(record.hash.as_bytes()));
+            let embedded: Value = body["record"].clone();
+            let stored: Value = serde_json::from_slice(&record.bytes).unwrap_or(Value::Null);
+            assert_eq!(embedded, stored);
+            assert_eq!(body["id"], format!("acme:{seq}"));
+            if !order.contains(&seq) {
+                order.push(seq);
+            }
+        }
+        order
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The bar: a customer's endpoint gets a signed `grant`, then
+    /// the `revoke` and the `expire`, in order, each matching its record.
+    #[test]
+    fn a_customer_hears_grant_revoke_and_expire_in_order() {
+        let running = running();
+        let host = &running.host;
+        let receiver = Receiver::start();
+        subscribe(host, &receiver.url, &["grant", "revoke", "expire"]);
+        let first = grant(host, now(), 1);
+        let got = receiver.wait_for(1, Duration::from_secs(20));
+        assert_eq!(checked(host, &got), [first.seq]);
+        assert_eq!(got[0].json()["type"], "grant");
+        let revoke = step(
+            host,
+            now(),
+            json!({"op": "revoke", "account": "acme", "actor": "ada",
+            "grant": first.created.clone().unwrap_or_default()}),
+        )
+        .unwrap_or_else(|| unreachable!());
+        let second = grant(host, now(), 1);
+        // Two hours on, the sweep records the second grant's expiry.
+        assert_eq!(
+            host.tick(now() + 2 * 3_600_000)
+                .unwrap_or_else(|e| unreachable!("{e}")),
+            1
+        );
+        let expire = host
+            .store()
+            .head("acme")
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .unwrap_or_else(|| unreachable!())
+            .seq
+            .get();
+        let got = receiver.wait_for(4, Duration::from_secs(20));
+        assert_eq!(
+            checked(host, &got),
+            [first.seq, revoke.seq, second.seq, expire]
+        );
+        let types: Vec<Value> = got.iter().map(|e| e.json()["type"].clone()).collect();
+        assert_eq!(
+            types,
+            [
+                json!("grant"),
+                json!("revoke"),
+                json!("grant"),
+                json!("expire")
+            ]
+        );
+    }
+
+    /// The receiver down (connections closed, then 500s) while events are
+    /// made, then back: every event arrives, in order, exactly the ones
+    /// recorded.
+    #[test]
+    fn a_receiver_down_for_a_while_gets_everything_in_order_once_back() {
+        let running = running();
+        let host = &running.host;
+        let receiver = Receiver::start();
+        subscribe(host, &receiver.url, &["act"]);
+        receiver.set_mode(Mode::Close);
+        let mut made: Vec<u64> = (0..15).map(|_| act(host, now())).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        receiver.set_mode(Mode::Fail(500));
+        made.extend((0..15).map(|_| act(host, now())));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(receiver.received().is_empty());
+        assert!(receiver.attempts() >= 1);
+        receiver.set_mode(Mode::Accept);
+        let got = receiver.wait_for(made.len(), Duration::from_secs(30));
+        let order = checked(host, &got);
+        assert_eq!(order, made);
+        let distinct: BTreeSet<u64> = order.iter().copied().collect();
+        assert_eq!(distinct.len(), made.len());
+    }
+
+    /// An endpoint that hangs does not hold up another endpoint's events;
+    /// once it answers again it gets its own, in order.
+    #[test]
+    fn a_hanging_endpoint_does_not_delay_another() {
+        let running = running();
+        let host = &running.host;
+        let (stuck, fine) = (Receiver::start(), Receiver::start());
+        subscribe(host, &stuck.url, &["act"]);
+        subscribe(host, &fine.url, &["act"]);
+        stuck.set_mode(Mode::Hang);
+        let made: Vec<u64> = (0..10).map(|_| act(host, now())).collect();
+        let got = fine.wait_for(made.len(), Duration::from_secs(20));
+        assert_eq!(checked(host, &got), made);
+        assert!(stuck.received().is_empty());
+        stuck.set_mode(Mode::Accept);
+        let got = stuck.wait_for(made.len(), Duration::from_secs(30));
+        assert_eq!(checked(host, &got), made);
+    }
 }

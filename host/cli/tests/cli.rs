@@ -9,6 +9,8 @@ mod policy_cli;
 mod readme_cli;
 #[path = "cli/serve.rs"]
 mod serve_cli;
+#[path = "cli/webhook.rs"]
+mod webhook_cli;
 
 mod conformance_cli {
     //! `chaperone conformance run`: output lines, the summary line, exit

@@ -4,7 +4,9 @@
 //! they tell of; [`crate::webhook`] sends them.
 
 use chaperone_store::StoreError;
-use chaperone_store::outbox::{Owner, Subscription, SubscriptionError, SubscriptionStatus};
+use chaperone_store::outbox::{
+    Attempt, Due, Outbox, Owner, Subscription, SubscriptionError, SubscriptionStatus,
+};
 use chaperone_store::registry::reserved_account;
 
 use super::Host;
@@ -77,4 +79,102 @@ impl Host {
     pub fn webhook_status(&self, id: &str) -> Result<Option<SubscriptionStatus>, StoreError> {
         self.store.outbox().subscription_status(id)
     }
+}
+
+/// The host's store as an [`Outbox`] the sender can own.
+#[derive(Debug)]
+struct StoreOutbox(std::sync::Arc<dyn chaperone_store::Storage>);
+
+impl Outbox for StoreOutbox {
+    fn add_subscription(
+        &self,
+        at: i64,
+        id: &str,
+        owner: Owner,
+        url: &str,
+        types: &[String],
+        by: &str,
+    ) -> Result<Subscription, SubscriptionError> {
+        self.0
+            .outbox()
+            .add_subscription(at, id, owner, url, types, by)
+    }
+
+    fn remove_subscription(&self, at: i64, id: &str, by: &str) -> Result<bool, StoreError> {
+        self.0.outbox().remove_subscription(at, id, by)
+    }
+
+    fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        self.0.outbox().subscriptions()
+    }
+
+    fn subscription_status(&self, id: &str) -> Result<Option<SubscriptionStatus>, StoreError> {
+        self.0.outbox().subscription_status(id)
+    }
+
+    fn due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        busy: &std::collections::HashSet<(String, String)>,
+    ) -> Result<Vec<Due>, StoreError> {
+        self.0.outbox().due(now_ms, limit, busy)
+    }
+
+    fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.0.outbox().next_due_ms()
+    }
+
+    fn record_attempt(&self, at: i64, id: i64, attempt: Attempt) -> Result<(), StoreError> {
+        self.0.outbox().record_attempt(at, id, attempt)
+    }
+}
+
+impl Host {
+    /// The store's outbox, as the sender owns it.
+    pub fn outbox(&self) -> std::sync::Arc<dyn Outbox> {
+        std::sync::Arc::new(StoreOutbox(self.store.clone()))
+    }
+}
+
+impl Host {
+    /// Starts the webhook sender ([`crate::webhook::worker`]) on the current
+    /// tokio runtime, signing with the store's key and woken by every write
+    /// of this host that may have made deliveries, until `shutdown`
+    /// resolves.
+    pub fn start_webhooks(
+        &self,
+        options: crate::webhook::worker::WebhookOptions,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<crate::webhook::worker::WorkerHandle, StartError> {
+        let signer = self.store.signer().ok_or(StartError::NoKey)?;
+        let (stopped, mut stops) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopped.send(true);
+        };
+        let worker = crate::webhook::worker::spawn(self.outbox(), signer, options, shutdown)?;
+        let waker = worker.waker();
+        let recorded = self.recorded();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = recorded.notified() => waker.wake(),
+                    _ = stops.wait_for(|stop| *stop) => break,
+                }
+            }
+        });
+        Ok(worker)
+    }
+}
+
+/// Why the webhook sender could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Events are signed with the log's key, and this store has none.
+    #[error("the store has no signing key: webhook events are signed with it")]
+    NoKey,
+    /// The sender could not start.
+    #[error(transparent)]
+    Worker(#[from] crate::webhook::worker::WorkerError),
 }

@@ -534,7 +534,7 @@ mod tests {
 
     use axum::http::HeaderMap;
     use chaperone_store::outbox::{
-        DeliveryState, LastError, Owner, Subscription, SubscriptionStatus,
+        DeliveryState, LastError, Owner, Subscription, SubscriptionError, SubscriptionStatus,
     };
     use serde_json::Value;
     use serde_json::value::RawValue;
@@ -578,9 +578,24 @@ mod tests {
 
     impl Fake {
         fn subscribe(&self, url: &str) -> String {
-            self.add_subscription(1, Owner::Vendor("v".into()), url, &["*".to_owned()], "test")
-                .map(|s| s.id)
-                .unwrap_or_else(|e| unreachable!("{e}"))
+            let id = format!(
+                "wh_{:016x}",
+                self.subscriptions
+                    .lock()
+                    .unwrap_or_else(|e| unreachable!("{e}"))
+                    .len()
+                    + 1
+            );
+            self.add_subscription(
+                1,
+                &id,
+                Owner::Vendor("v".into()),
+                url,
+                &["*".to_owned()],
+                "test",
+            )
+            .map(|s| s.id)
+            .unwrap_or_else(|e| unreachable!("{e}"))
         }
 
         /// Adds a `grant` event of `account`'s record `seq` for
@@ -648,17 +663,18 @@ mod tests {
         fn add_subscription(
             &self,
             at: i64,
+            id: &str,
             owner: Owner,
             url: &str,
             types: &[String],
             by: &str,
-        ) -> Result<Subscription, StoreError> {
+        ) -> Result<Subscription, SubscriptionError> {
             let mut subscriptions = self
                 .subscriptions
                 .lock()
                 .unwrap_or_else(|e| unreachable!("{e}"));
             let subscription = Subscription {
-                id: format!("wh_{:016x}", subscriptions.len() + 1),
+                id: id.to_owned(),
                 owner,
                 url: url.to_owned(),
                 types: types.to_vec(),

@@ -42,6 +42,19 @@ pub struct Args {
     /// Seconds between signed checkpoints (0: only on demand).
     #[arg(long, default_value_t = 3600)]
     pub checkpoint_every: u64,
+    /// Tries of a webhook delivery before it is given up (kept as `dead`).
+    #[arg(long, default_value_t = 10)]
+    pub webhook_attempts: u32,
+    /// The longest wait between two tries of a delivery, in seconds (the
+    /// waits grow exponentially from 1 s, with jitter, up to this).
+    #[arg(long, default_value_t = 600)]
+    pub webhook_retry_max: u64,
+    /// Seconds one delivery attempt may take, connecting included.
+    #[arg(long, default_value_t = 10)]
+    pub webhook_timeout: u64,
+    /// Deliveries in flight to one subscription's endpoint at most.
+    #[arg(long, default_value_t = 4)]
+    pub webhook_concurrency: usize,
 }
 
 impl Args {
@@ -93,6 +106,22 @@ impl Args {
             Duration::from_secs(self.sweep_every),
             Duration::from_secs(self.checkpoint_every),
         );
+        let options = chaperone::webhook::worker::WebhookOptions {
+            max_attempts: self.webhook_attempts.max(1),
+            per_endpoint_concurrency: self.webhook_concurrency.max(1),
+            request_timeout: Duration::from_secs(self.webhook_timeout.max(1)),
+            retry_cap: Duration::from_secs(self.webhook_retry_max.max(1)),
+            retry_base: Duration::from_secs(1)
+                .min(Duration::from_secs(self.webhook_retry_max.max(1))),
+            ..Default::default()
+        };
+        let (stop_sending, sending_stops) = tokio::sync::watch::channel(false);
+        let sender = host
+            .start_webhooks(options, async move {
+                let mut stops = sending_stops;
+                let _ = stops.wait_for(|stop| *stop).await;
+            })
+            .context("cannot start the webhook sender")?;
         let router = api::router(host, ApiOptions::default());
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
@@ -109,6 +138,12 @@ impl Args {
             ..Default::default()
         };
         chaperone::server::serve(listener, router, limits, shutdown_signal()).await;
+        // Deliveries in flight end (each within its timeout); the pending
+        // ones wait in the outbox for the next start.
+        let _ = stop_sending.send(true);
+        if let Err(error) = sender.join().await {
+            tracing::warn!(%error, "the webhook sender did not stop cleanly");
+        }
         say("chaperone: stopped");
         Ok(())
     }

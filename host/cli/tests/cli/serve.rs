@@ -7,17 +7,17 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 
 use serde_json::{Value, json};
 
-struct Server {
-    child: Child,
-    addr: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
     /// The rest of the server's stderr (kept open: the server writes to it
     /// when it stops).
     stderr: BufReader<ChildStderr>,
     dir: tempfile::TempDir,
     /// The admin token `init` printed.
-    admin: String,
+    pub(crate) admin: String,
     /// A vendor token for `celigo`.
-    vendor: String,
+    pub(crate) vendor: String,
 }
 
 impl Drop for Server {
@@ -28,7 +28,7 @@ impl Drop for Server {
 }
 
 /// Runs the binary to the end; its stdout.
-fn run(args: &[&std::ffi::OsStr]) -> String {
+pub(crate) fn run(args: &[&std::ffi::OsStr]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_chaperone"))
         .args(args)
         .output()
@@ -47,7 +47,7 @@ fn start() -> Server {
 }
 
 /// As [`start`], with more arguments to `serve`.
-fn start_with(extra: &[&str]) -> Server {
+pub(crate) fn start_with(extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
     let db = dir.path().join("api.db");
     let init = run(&["init".as_ref(), "--db".as_ref(), db.as_os_str()]);
@@ -66,10 +66,24 @@ fn start_with(extra: &[&str]) -> Server {
     ])
     .trim()
     .to_string();
+    let (child, addr, stderr) = spawn_serve(&db, extra);
+    Server {
+        child,
+        addr,
+        stderr,
+        dir,
+        admin,
+        vendor,
+    }
+}
+
+/// `serve` on the store `db` (which exists), on a free port: the process,
+/// its address, and the rest of its stderr.
+fn spawn_serve(db: &std::path::Path, extra: &[&str]) -> (Child, String, BufReader<ChildStderr>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chaperone"));
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(&db)
+        .arg(db)
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -91,18 +105,29 @@ fn start_with(extra: &[&str]) -> Server {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| unreachable!("no address in `{line}`"))
         .to_string();
-    Server {
-        child,
-        addr,
-        stderr,
-        dir,
-        admin,
-        vendor,
+    (child, addr, stderr)
+}
+
+impl Server {
+    /// Kills the server with SIGKILL (nothing of it runs after) and starts
+    /// another on the same store with `extra` arguments.
+    pub(crate) fn kill_and_restart(&mut self, extra: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, addr, stderr) = spawn_serve(&self.dir.path().join("api.db"), extra);
+        self.child = child;
+        self.addr = addr;
+        self.stderr = stderr;
+    }
+
+    /// The store's file.
+    pub(crate) fn db(&self) -> std::path::PathBuf {
+        self.dir.path().join("api.db")
     }
 }
 
 /// One HTTP/1.1 request; returns the status and the body.
-fn call(
+pub(crate) fn call(
     server: &Server,
     method: &str,
     path: &str,
@@ -154,7 +179,7 @@ fn call_with(
     (status, body)
 }
 
-fn post(server: &Server, value: &Value) -> (u16, Value) {
+pub(crate) fn post(server: &Server, value: &Value) -> (u16, Value) {
     let (status, body) = call(
         server,
         "POST",
@@ -654,7 +679,7 @@ fn sigterm_during_load_loses_no_acknowledged_decision() {
 
 /// The export of `account` as JSON lines, read from the store on disk while
 /// the server runs (another reader of the same SQLite file).
-fn exported(server: &Server, account: &str) -> Vec<Value> {
+pub(crate) fn exported(server: &Server, account: &str) -> Vec<Value> {
     let out = run(&[
         "audit".as_ref(),
         "export".as_ref(),

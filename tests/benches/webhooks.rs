@@ -1,0 +1,171 @@
+//! What webhook notifications cost: durable decisions per second through
+//! the host with 0, 1 and 10 subscriptions that want every event, while the
+//! sender delivers them to a receiver on loopback, and the delivery lag
+//! (from the record's time to the receiver's arrival) at that load.
+//!
+//! ```text
+//! cargo bench -p chaperone-tests --bench webhooks
+//! ```
+//!
+//! Eight client threads send `act` requests spread over 64 Celigo accounts
+//! (each with an active grant). Each subscription is a vendor subscription
+//! for `celigo` with types `*`, so with 10 subscriptions every decision
+//! writes 10 deliveries in its transaction and makes 10 signed POSTs. The
+//! rounds alternate (0, 1, 10, 0, 1, 10) because the machine drifts.
+//! `WEBHOOK_BENCH_OPS` sets the operations per thread (default 2000).
+//! Without `--bench` (as `cargo test --benches` runs it) each run is tiny.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use chaperone::instant;
+use chaperone::service::{Host, HostOptions, ParsedRequest, parse_request};
+use chaperone::webhook::worker::WebhookOptions;
+use chaperone_store::outbox::Owner;
+use chaperone_tests::receiver::Receiver;
+use serde_json::{Value, json};
+
+const THREADS: usize = 8;
+const ACCOUNTS: usize = 64;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let ops: usize = if quick {
+        20
+    } else {
+        std::env::var("WEBHOOK_BENCH_OPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    println!(
+        "{:>13} {:>10} {:>12} {:>11} {:>13} {:>13}",
+        "subscriptions", "decisions", "decisions/s", "delivered", "lag p50 (ms)", "lag p99 (ms)"
+    );
+    let rounds = if quick { 1 } else { 2 };
+    for _ in 0..rounds {
+        for subscriptions in [0usize, 1, 10] {
+            let figures = run(&runtime, subscriptions, ops)?;
+            println!(
+                "{:>13} {:>10} {:>12.0} {:>11} {:>13.1} {:>13.1}",
+                subscriptions,
+                figures.decisions,
+                figures.per_second,
+                figures.delivered,
+                figures.lag_p50_ms,
+                figures.lag_p99_ms
+            );
+        }
+    }
+    Ok(())
+}
+
+struct Figures {
+    decisions: usize,
+    per_second: f64,
+    delivered: usize,
+    lag_p50_ms: f64,
+    lag_p99_ms: f64,
+}
+
+fn step(host: &Host, value: &Value) -> Result<Option<u64>, Box<dyn std::error::Error>> {
+    Ok(match parse_request(value)? {
+        ParsedRequest::State(s) => {
+            host.sync(instant::now(), s, value.clone())?;
+            None
+        }
+        ParsedRequest::Operation(op) => Some(host.execute(instant::now(), op)?.seq),
+    })
+}
+
+fn run(
+    runtime: &tokio::runtime::Runtime,
+    subscriptions: usize,
+    ops: usize,
+) -> Result<Figures, Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let host = Arc::new(Host::open(
+        dir.path().join("bench.db"),
+        HostOptions::default(),
+    )?);
+    for n in 0..ACCOUNTS {
+        let account = format!("acct{n}");
+        for value in [
+            json!({"op": "account", "id": account, "policy": "celigo", "plan": "paid",
+                   "environments": [{"id": "prod", "kind": "production"}]}),
+            json!({"op": "user", "account": account, "id": "ada", "email": "ada@x.test", "role": "owner"}),
+            json!({"op": "grant", "account": account, "actor": "ada", "environment": "prod",
+                   "scope": {"level": "admin"}, "expires_in": {"days": 30}}),
+        ] {
+            step(&host, &value)?;
+        }
+    }
+    let receiver = Receiver::start();
+    for _ in 0..subscriptions {
+        host.add_webhook(
+            instant::now(),
+            Owner::Vendor("celigo".into()),
+            &receiver.url,
+            &["*".to_owned()],
+            "bench",
+        )?;
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = {
+        let _entered = runtime.enter();
+        host.start_webhooks(WebhookOptions::default(), async {
+            let _ = stopped.await;
+        })?
+    };
+    let started = Instant::now();
+    let clients: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let host = host.clone();
+            std::thread::spawn(move || {
+                for i in 0..ops {
+                    let account = format!("acct{}", (t * 8 + i % 8) % ACCOUNTS);
+                    let act = json!({"op": "act", "account": account, "agent": "sam@celigo.com",
+                                     "action": {"name": "flow.read", "environment": "prod"}});
+                    if let Err(error) = step(&host, &act) {
+                        eprintln!("act failed: {error}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        let _ = client.join();
+    }
+    let elapsed = started.elapsed();
+    let decisions = THREADS * ops;
+    let expected = decisions * subscriptions;
+    let got = receiver.wait_for(expected, Duration::from_secs(300));
+    let _ = stop.send(());
+    runtime.block_on(worker.join())?;
+    let mut lags: Vec<f64> = got
+        .iter()
+        .filter_map(|event| {
+            let recorded = event.json().pointer("/record/time_ms")?.as_i64()?;
+            let arrived =
+                i64::try_from(event.at.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()?;
+            Some((arrived - recorded) as f64)
+        })
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        lags.get(((lags.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Ok(Figures {
+        decisions,
+        per_second: decisions as f64 / elapsed.as_secs_f64(),
+        delivered: got.len(),
+        lag_p50_ms: at(0.5),
+        lag_p99_ms: at(0.99),
+    })
+}
