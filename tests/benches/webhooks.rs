@@ -117,7 +117,12 @@ fn run(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = {
         let _entered = runtime.enter();
-        host.start_webhooks(WebhookOptions::default(), async {
+        let options = WebhookOptions {
+            // The receiver is on loopback.
+            addresses: chaperone::webhook::Addresses::Any,
+            ..Default::default()
+        };
+        host.start_webhooks(options, async {
             let _ = stopped.await;
         })?
     };

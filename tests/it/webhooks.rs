@@ -259,6 +259,7 @@ mod sender {
     use std::time::Duration;
 
     use chaperone::service::Host;
+    use chaperone::webhook::Addresses;
     use chaperone::webhook::sign::{ReceivedHeaders, verify};
     use chaperone::webhook::worker::{WebhookOptions, WorkerHandle};
     use chaperone_store::outbox::Owner;
@@ -314,6 +315,8 @@ mod sender {
             request_timeout: Duration::from_secs(1),
             retry_base: Duration::from_millis(20),
             retry_cap: Duration::from_millis(200),
+            // The receivers are on loopback.
+            addresses: Addresses::Any,
             ..Default::default()
         };
         let worker = {

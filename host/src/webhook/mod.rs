@@ -17,7 +17,7 @@ use chaperone_log::record::write_str;
 use chaperone_store::outbox::Due;
 use serde_json::value::RawValue;
 
-pub use send::{Failure, Sender, retry_delay};
+pub use send::{Addresses, Failure, Sender, retry_delay};
 pub use sign::{ReceivedHeaders, SignedHeaders, VerifyError, sign, verify};
 pub use worker::{WakeHandle, WebhookOptions, WorkerError, WorkerHandle, spawn};
 

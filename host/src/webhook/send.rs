@@ -52,20 +52,40 @@ pub struct ClientError(#[source] reqwest::Error);
 pub struct Sender {
     client: reqwest::Client,
     timeout: Duration,
+    allow_private: bool,
+}
+
+/// Which endpoint addresses a [`Sender`] may connect to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addresses {
+    /// Public addresses only: a URL whose host is, or resolves only to, a
+    /// loopback, private, link-local, shared, multicast or reserved address
+    /// is refused, so that a subscriber cannot make the server probe its
+    /// own network (checked on every connection, so a name that changes
+    /// its answer is checked again).
+    PublicOnly,
+    /// Any address (a receiver on the same machine or network).
+    Any,
 }
 
 impl Sender {
     /// A sender whose attempts take at most `timeout` each, from connecting
     /// to the end of the response (connecting: at most [`CONNECT_TIMEOUT`]).
-    pub fn new(timeout: Duration) -> Result<Sender, ClientError> {
-        let client = reqwest::Client::builder()
+    pub fn new(timeout: Duration, addresses: Addresses) -> Result<Sender, ClientError> {
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .timeout(timeout)
-            .user_agent(concat!("chaperone-webhook/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(ClientError)?;
-        Ok(Sender { client, timeout })
+            .user_agent(concat!("chaperone-webhook/", env!("CARGO_PKG_VERSION")));
+        if addresses == Addresses::PublicOnly {
+            builder = builder.dns_resolver(std::sync::Arc::new(PublicResolver));
+        }
+        let client = builder.build().map_err(ClientError)?;
+        Ok(Sender {
+            client,
+            timeout,
+            allow_private: addresses == Addresses::Any,
+        })
     }
 
     /// POSTs `body` (an event's JSON) to `url` with the event id and the
@@ -79,6 +99,18 @@ impl Sender {
         body: Vec<u8>,
     ) -> Result<u16, Failure> {
         let url = check_url(url)?;
+        if !self.allow_private
+            && let Some(ip) = literal_ip(&url)
+            && !is_public(ip)
+        {
+            return Err(Failure {
+                error: format!(
+                    "the endpoint's address {ip} is not public (loopback, private, link-local or reserved): refused"
+                ),
+                status: None,
+                permanent: true,
+            });
+        }
         let event_id = HeaderValue::from_str(event_id).map_err(|_| Failure {
             error: "the event id cannot be sent in a header".into(),
             status: None,
@@ -141,6 +173,85 @@ impl Sender {
             format!("cannot connect: {cause}")
         } else {
             format!("request failed: {cause}")
+        }
+    }
+}
+
+/// Resolves names to their public addresses only (see
+/// [`Addresses::PublicOnly`]).
+struct PublicResolver;
+
+impl reqwest::dns::Resolve for PublicResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<std::net::SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| is_public(a.ip()))
+                .collect();
+            if public.is_empty() {
+                let error: Box<dyn std::error::Error + Send + Sync> = if found.is_empty() {
+                    format!("`{host}` has no address").into()
+                } else {
+                    format!(
+                        "`{host}` resolves only to addresses that are not public (loopback, private, link-local or reserved): refused"
+                    )
+                    .into()
+                };
+                return Err(error);
+            }
+            let addresses: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
+/// The host of `url` if it is an IP address.
+fn literal_ip(url: &reqwest::Url) -> Option<std::net::IpAddr> {
+    let host = url.host_str()?;
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+/// Whether `ip` is a public unicast address: not loopback, unspecified,
+/// private (RFC 1918, unique local), link-local, shared (RFC 6598),
+/// benchmarking, documentation, multicast, broadcast or reserved; an
+/// IPv4-mapped IPv6 address is judged as its IPv4 address.
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && c == 0))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let [first, second, third, ..] = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && second == 0x0db8)
+                || (first == 0x0064 && second == 0xff9b && third == 0))
         }
     }
 }
@@ -371,7 +482,8 @@ mod wire_tests {
     async fn send_to(url: &str, event_id: &str) -> Result<u16, Failure> {
         let signer = chaperone_log::keys::Signer::from_seed("log", [1; 32])
             .unwrap_or_else(|e| unreachable!("{e}"));
-        let sender = Sender::new(Duration::from_secs(60)).unwrap_or_else(|e| unreachable!("{e}"));
+        let sender = Sender::new(Duration::from_secs(60), Addresses::Any)
+            .unwrap_or_else(|e| unreachable!("{e}"));
         let body = b"{}".to_vec();
         sender
             .send(url, event_id, &sign(&signer, 1, &body), body)
@@ -445,6 +557,101 @@ mod wire_tests {
         assert_eq!(
             failure.map(|f| (f.error, f.permanent)),
             Some(("the event id cannot be sent in a header".into(), true))
+        );
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn only_public_unicast_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "198.18.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "192.0.2.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+        ] {
+            let ip: std::net::IpAddr = private.parse().unwrap_or_else(|e| unreachable!("{e}"));
+            assert!(!is_public(ip), "{private} counted as public");
+        }
+        for public in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            let ip: std::net::IpAddr = public.parse().unwrap_or_else(|e| unreachable!("{e}"));
+            assert!(is_public(ip), "{public} counted as not public");
+        }
+    }
+
+    /// By default a loopback or private endpoint is refused for good, by
+    /// address or by a name that resolves to one, and nothing is sent.
+    #[tokio::test]
+    async fn a_public_only_sender_refuses_local_endpoints() {
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| unreachable!("{e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .port();
+        listener
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let sender = Sender::new(Duration::from_secs(5), Addresses::PublicOnly)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let signed = crate::webhook::sign::sign(&chaperone_log::keys::Signer::generate(), 1, b"{}");
+        for url in [
+            format!("http://127.0.0.1:{port}/hook"),
+            format!("http://[::1]:{port}/hook"),
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+        ] {
+            let failure = sender
+                .send(&url, "acme:1", &signed, b"{}".to_vec())
+                .await
+                .map(|_| ())
+                .err()
+                .unwrap_or_else(|| unreachable!("{url} was sent to"));
+            assert!(
+                failure.permanent && failure.error.contains("not public"),
+                "{url}: {failure:?}"
+            );
+        }
+        let failure = sender
+            .send(
+                &format!("http://localhost:{port}/hook"),
+                "acme:1",
+                &signed,
+                b"{}".to_vec(),
+            )
+            .await
+            .map(|_| ())
+            .err()
+            .unwrap_or_else(|| unreachable!("localhost was sent to"));
+        assert!(failure.error.contains("not public"), "{failure:?}");
+        assert!(
+            listener.accept().is_err(),
+            "a connection reached the listener"
         );
     }
 }

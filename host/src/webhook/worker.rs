@@ -33,7 +33,7 @@ use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::send::{ClientError, Sender, retry_delay};
+use super::send::{Addresses, ClientError, Sender, retry_delay};
 use super::{event_body, event_id, sign};
 
 /// The most deliveries asked of the store at once.
@@ -66,6 +66,10 @@ pub struct WebhookOptions {
     /// The first pause after a store error (then doubling, up to a
     /// minute). Default 1 s.
     pub store_retry: Duration,
+    /// Which endpoint addresses may be sent to. Default
+    /// [`Addresses::PublicOnly`]: a subscriber cannot make the server
+    /// probe its own network.
+    pub addresses: Addresses,
 }
 
 impl Default for WebhookOptions {
@@ -79,6 +83,7 @@ impl Default for WebhookOptions {
             retry_cap: Duration::from_secs(600),
             poll_interval: Duration::from_millis(250),
             store_retry: Duration::from_secs(1),
+            addresses: Addresses::PublicOnly,
         }
     }
 }
@@ -173,7 +178,7 @@ pub fn spawn(
 ) -> Result<WorkerHandle, WorkerError> {
     options.check()?;
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| WorkerError::NoRuntime)?;
-    let sender = Sender::new(options.request_timeout)?;
+    let sender = Sender::new(options.request_timeout, options.addresses)?;
     let wake = WakeHandle(Arc::new(Notify::new()));
     let (stop, stopping) = watch::channel(false);
     let worker = Worker {
@@ -1004,6 +1009,7 @@ mod tests {
             retry_cap: Duration::from_millis(40),
             poll_interval: Duration::from_secs(3600),
             store_retry: Duration::from_millis(20),
+            addresses: Addresses::Any,
         }
     }
 

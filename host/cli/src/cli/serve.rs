@@ -55,6 +55,11 @@ pub struct Args {
     /// Deliveries in flight to one subscription's endpoint at most.
     #[arg(long, default_value_t = 4)]
     pub webhook_concurrency: usize,
+    /// Let webhook endpoints be on loopback, private, link-local or other
+    /// non-public addresses (by default they are refused, so that a
+    /// subscriber cannot make the server probe its own network).
+    #[arg(long)]
+    pub webhook_allow_private: bool,
 }
 
 impl Args {
@@ -113,6 +118,11 @@ impl Args {
             retry_cap: Duration::from_secs(self.webhook_retry_max.max(1)),
             retry_base: Duration::from_secs(1)
                 .min(Duration::from_secs(self.webhook_retry_max.max(1))),
+            addresses: if self.webhook_allow_private {
+                chaperone::webhook::Addresses::Any
+            } else {
+                chaperone::webhook::Addresses::PublicOnly
+            },
             ..Default::default()
         };
         let (stop_sending, sending_stops) = tokio::sync::watch::channel(false);

@@ -95,16 +95,23 @@ fn spawn_serve(db: &std::path::Path, extra: &[&str]) -> (Child, String, BufReade
         .take()
         .unwrap_or_else(|| unreachable!("stderr"));
     let mut stderr = BufReader::new(stderr);
-    let mut line = String::new();
-    stderr
-        .read_line(&mut line)
-        .unwrap_or_else(|e| unreachable!("{e}"));
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| unreachable!("no address in `{line}`"))
-        .to_string();
+    // Log lines may come first (deliveries left by an earlier server).
+    let mut seen = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        let read = stderr
+            .read_line(&mut line)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(read > 0, "serve ended without saying its address: {seen}");
+        if let Some(addr) = line
+            .split("serving on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            break addr.to_string();
+        }
+        seen.push_str(&line);
+    };
     (child, addr, stderr)
 }
 

@@ -17,8 +17,15 @@ use serde_json::{Value, json};
 
 use crate::serve_cli::{Server, call, exported, post, start_with};
 
-/// Retries come quickly in these tests, and never give up.
-const FAST: &[&str] = &["--webhook-attempts", "1000", "--webhook-retry-max", "1"];
+/// Retries come quickly in these tests, and never give up; the receiver is
+/// on loopback.
+const FAST: &[&str] = &[
+    "--webhook-attempts",
+    "1000",
+    "--webhook-retry-max",
+    "1",
+    "--webhook-allow-private",
+];
 
 /// Every event the receiver accepted is signed with the log's key and is,
 /// byte for byte, a record of the export with the same seq and hash; the
