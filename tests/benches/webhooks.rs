@@ -11,7 +11,11 @@
 //! (each with an active grant). Each subscription is a vendor subscription
 //! for `celigo` with types `*`, so with 10 subscriptions every decision
 //! writes 10 deliveries in its transaction and makes 10 signed POSTs. The
-//! rounds alternate (0, 1, 10, 0, 1, 10) because the machine drifts.
+//! runs alternate (0, 1, 10 subscriptions with the sender off: what the
+//! outbox costs a decision; then 1 and 10 with the sender on: what sending
+//! costs the machine, and the lag), twice, because the machine drifts.
+//! `WEBHOOK_BENCH_CONCURRENCY` sets the sender's requests in flight per
+//! subscription (default: `serve`'s).
 //! `WEBHOOK_BENCH_OPS` sets the operations per thread (default 2000).
 //! Without `--bench` (as `cargo test --benches` runs it) each run is tiny.
 
@@ -42,20 +46,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let concurrency: usize = std::env::var("WEBHOOK_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(WebhookOptions::default().per_endpoint_concurrency);
     println!(
-        "{:>13} {:>10} {:>12} {:>11} {:>13} {:>13}",
-        "subscriptions", "decisions", "decisions/s", "delivered", "lag p50 (ms)", "lag p99 (ms)"
+        "{:>13} {:>7} {:>10} {:>12} {:>11} {:>13} {:>13} {:>13}",
+        "subscriptions",
+        "sender",
+        "decisions",
+        "decisions/s",
+        "delivered",
+        "deliveries/s",
+        "lag p50 (ms)",
+        "lag p99 (ms)"
     );
     let rounds = if quick { 1 } else { 2 };
     for _ in 0..rounds {
-        for subscriptions in [0usize, 1, 10] {
-            let figures = run(&runtime, subscriptions, ops)?;
+        for (subscriptions, sending) in [
+            (0usize, false),
+            (1, false),
+            (10, false),
+            (1, true),
+            (10, true),
+        ] {
+            let figures = run(&runtime, subscriptions, sending, concurrency, ops)?;
             println!(
-                "{:>13} {:>10} {:>12.0} {:>11} {:>13.1} {:>13.1}",
+                "{:>13} {:>7} {:>10} {:>12.0} {:>11} {:>13.0} {:>13.1} {:>13.1}",
                 subscriptions,
+                if sending { "on" } else { "off" },
                 figures.decisions,
                 figures.per_second,
                 figures.delivered,
+                figures.deliveries_per_second,
                 figures.lag_p50_ms,
                 figures.lag_p99_ms
             );
@@ -68,6 +91,7 @@ struct Figures {
     decisions: usize,
     per_second: f64,
     delivered: usize,
+    deliveries_per_second: f64,
     lag_p50_ms: f64,
     lag_p99_ms: f64,
 }
@@ -82,9 +106,14 @@ fn step(host: &Host, value: &Value) -> Result<Option<u64>, Box<dyn std::error::E
     })
 }
 
+/// One run: `subscriptions` that want every event, the sender running or
+/// not (without it, what is measured is the outbox's cost alone: the
+/// deliveries written with each decision).
 fn run(
     runtime: &tokio::runtime::Runtime,
     subscriptions: usize,
+    sending: bool,
+    concurrency: usize,
     ops: usize,
 ) -> Result<Figures, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
@@ -115,16 +144,19 @@ fn run(
         )?;
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = {
+    let worker = if sending {
         let _entered = runtime.enter();
         let options = WebhookOptions {
             // The receiver is on loopback.
             addresses: chaperone::webhook::Addresses::Any,
+            per_endpoint_concurrency: concurrency,
             ..Default::default()
         };
-        host.start_webhooks(options, async {
+        Some(host.start_webhooks(options, async {
             let _ = stopped.await;
-        })?
+        })?)
+    } else {
+        None
     };
     let started = Instant::now();
     let clients: Vec<_> = (0..THREADS)
@@ -147,10 +179,17 @@ fn run(
     }
     let elapsed = started.elapsed();
     let decisions = THREADS * ops;
-    let expected = decisions * subscriptions;
+    let expected = if sending {
+        decisions * subscriptions
+    } else {
+        0
+    };
     let got = receiver.wait_for(expected, Duration::from_secs(300));
+    let drained = started.elapsed();
     let _ = stop.send(());
-    runtime.block_on(worker.join())?;
+    if let Some(worker) = worker {
+        runtime.block_on(worker.join())?;
+    }
     let mut lags: Vec<f64> = got
         .iter()
         .filter_map(|event| {
@@ -170,6 +209,7 @@ fn run(
         decisions,
         per_second: decisions as f64 / elapsed.as_secs_f64(),
         delivered: got.len(),
+        deliveries_per_second: got.len() as f64 / drained.as_secs_f64(),
         lag_p50_ms: at(0.5),
         lag_p99_ms: at(0.99),
     })

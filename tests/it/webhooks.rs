@@ -42,7 +42,7 @@ fn drain(host: &Host) -> Vec<(String, String, u64, String)> {
         let due = host
             .store()
             .outbox()
-            .due(i64::MAX, 1000, &HashSet::new())
+            .due(i64::MAX, 1000, &HashSet::new(), usize::MAX)
             .unwrap_or_else(|e| unreachable!("{e}"));
         if due.is_empty() {
             return sent;
@@ -187,6 +187,113 @@ fn each_subscription_hears_of_its_own_accounts_and_types() {
             "globex".to_owned(),
             sa.seq,
             "service_account.created".to_owned()
+        )]
+    );
+}
+
+/// Every operation type makes its event type, and a module activation
+/// reaches its vendor's subscription, as a record of `@registry`.
+#[test]
+fn every_type_of_event_is_made() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+    let host = Host::open(dir.path().join("s.db"), HostOptions::default())
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    step(
+        &host,
+        1_000,
+        json!({"op": "account", "id": "globex", "policy": "xentral", "plan": "paid",
+        "environments": [{"id": "live", "kind": "production"}], "settings": {"employee_access_consent": false}}),
+    );
+    step(
+        &host,
+        1_000,
+        json!({"op": "user", "account": "globex", "id": "mia", "email": "mia@globex.test", "role": "admin"}),
+    );
+    step(
+        &host,
+        1_000,
+        json!({"op": "account", "id": "acme", "policy": "celigo", "plan": "paid",
+        "environments": [{"id": "prod", "kind": "production"}]}),
+    );
+    step(
+        &host,
+        1_000,
+        json!({"op": "user", "account": "acme", "id": "ada", "email": "ada@x.test", "role": "owner"}),
+    );
+    let globex = subscribe(&host, Owner::Customer("globex".into()), &["*"]);
+    let acme = subscribe(
+        &host,
+        Owner::Customer("acme".into()),
+        &["modify", "grant.denied"],
+    );
+    let rollout = subscribe(
+        &host,
+        Owner::Vendor("rollout".into()),
+        &["module.activated"],
+    );
+
+    let mut at = 2_000;
+    let mut decide = |value: Value| {
+        at += 1_000;
+        let outcome = step(&host, at, value).unwrap_or_else(|| unreachable!());
+        assert!(outcome.allowed(), "{outcome:?}");
+        outcome
+    };
+    decide(
+        json!({"op": "set_setting", "account": "globex", "actor": "mia", "key": "employee_access_consent", "value": true}),
+    );
+    decide(
+        json!({"op": "invite", "account": "globex", "actor": "mia", "email": "jonas@xentral.com"}),
+    );
+    let sa = decide(
+        json!({"op": "create_service_account", "account": "globex", "agent": "jonas@xentral.com"}),
+    );
+    let sa = sa.created.clone().unwrap_or_default();
+    decide(
+        json!({"op": "set_rights", "account": "globex", "actor": "mia", "service_account": sa, "rights": ["orders.read"]}),
+    );
+    decide(
+        json!({"op": "remove_service_account", "account": "globex", "actor": "mia", "service_account": sa}),
+    );
+    let grant = decide(
+        json!({"op": "grant", "account": "acme", "actor": "ada", "environment": "prod",
+        "scope": {"level": "admin"}, "expires_in": {"days": 5}}),
+    );
+    let modified = decide(json!({"op": "modify", "account": "acme", "actor": "ada",
+        "grant": grant.created.clone().unwrap_or_default(), "expires_in": {"days": 1}}));
+    let v1 =
+        std::fs::read(chaperone_tests::ROLLOUT_V1_WASM).unwrap_or_else(|e| unreachable!("{e}"));
+    let installed = host
+        .install_module(at + 1_000, "rollout", &v1, false, "test")
+        .unwrap_or_else(|e| unreachable!("{e}"));
+
+    let sent = drain(&host);
+    let types = |subscription: &str| -> Vec<String> {
+        of(&sent, subscription)
+            .into_iter()
+            .map(|(_, _, t)| t)
+            .collect()
+    };
+    assert_eq!(
+        types(&globex),
+        [
+            "setting",
+            "invitation",
+            "service_account.created",
+            "service_account.rights_changed",
+            "service_account.removed"
+        ]
+    );
+    assert_eq!(
+        of(&sent, &acme),
+        [("acme".to_owned(), modified.seq, "modify".to_owned())]
+    );
+    assert_eq!(
+        of(&sent, &rollout),
+        [(
+            "@registry".to_owned(),
+            installed.seq,
+            "module.activated".to_owned()
         )]
     );
 }

@@ -117,8 +117,9 @@ impl Outbox for StoreOutbox {
         now_ms: i64,
         limit: usize,
         busy: &std::collections::HashSet<(String, String)>,
+        per_subscription: usize,
     ) -> Result<Vec<Due>, StoreError> {
-        self.0.outbox().due(now_ms, limit, busy)
+        self.0.outbox().due(now_ms, limit, busy, per_subscription)
     }
 
     fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {

@@ -303,14 +303,16 @@ impl Worker {
             if room == 0 {
                 break;
             }
-            let mut busy: HashSet<Pair> = self.pairs.values().cloned().collect();
-            for (subscription, accounts) in &self.deferred {
-                busy.extend(accounts.iter().map(|a| (subscription.clone(), a.clone())));
-            }
+            // The pairs being sent: the store hands out no other delivery
+            // of theirs, and no more of a subscription than its limit lets
+            // start.
+            let busy: HashSet<Pair> = self.pairs.values().cloned().collect();
             let outbox = Arc::clone(&self.shared.outbox);
             let limit = room.min(MAX_BATCH);
             asked_at = crate::instant::now();
-            let batch = blocking(move || outbox.due(asked_at, limit, &busy)).await?;
+            let per_subscription = options.per_endpoint_concurrency;
+            let batch =
+                blocking(move || outbox.due(asked_at, limit, &busy, per_subscription)).await?;
             // Each round starts a delivery or passes a pair over (which the
             // next round then excludes), or ends: no spinning.
             let mut progressed = false;
@@ -785,6 +787,7 @@ mod tests {
             now_ms: i64,
             limit: usize,
             busy: &HashSet<(String, String)>,
+            per_subscription: usize,
         ) -> Result<Vec<Due>, StoreError> {
             let rows = self.rows.lock().unwrap_or_else(|e| unreachable!("{e}"));
             let fail = take_one(&self.fail_due);
@@ -796,8 +799,13 @@ mod tests {
                 return Err(failed("due"));
             }
             // Each pair's oldest pending delivery, if it is due and the
-            // pair is not busy; oldest first; the limit after the rest.
+            // pair is not busy, no more of a subscription than its room;
+            // oldest first; the limit after the rest.
             let mut seen = HashSet::new();
+            let mut sending: HashMap<String, usize> = HashMap::new();
+            for (subscription, _) in busy {
+                *sending.entry(subscription.clone()).or_default() += 1;
+            }
             Ok(rows
                 .iter()
                 .filter(|r| r.state == DeliveryState::Pending)
@@ -805,6 +813,11 @@ mod tests {
                 .filter(|r| {
                     r.next_ms <= now_ms
                         && !busy.contains(&(r.due.subscription.clone(), r.due.account.clone()))
+                })
+                .filter(|r| {
+                    let count = sending.entry(r.due.subscription.clone()).or_default();
+                    *count += 1;
+                    *count <= per_subscription
                 })
                 .take(limit)
                 .map(|r| r.due.clone())

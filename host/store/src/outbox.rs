@@ -179,13 +179,16 @@ pub trait Outbox: Send + Sync {
     /// The counts, last error and next try of subscription `id`.
     fn subscription_status(&self, id: &str) -> Result<Option<SubscriptionStatus>, StoreError>;
     /// Up to `limit` deliveries due at `now_ms`, oldest first: for each
-    /// (subscription, account) only its oldest pending delivery, and none
-    /// of the pairs in `busy` (being sent).
+    /// (subscription, account) only its oldest pending delivery, none of
+    /// the pairs in `busy` (being sent), and no more of one subscription
+    /// than make its pairs in `busy` and those handed out
+    /// `per_subscription` (so that every delivery handed out can start).
     fn due(
         &self,
         now_ms: i64,
         limit: usize,
         busy: &HashSet<(String, String)>,
+        per_subscription: usize,
     ) -> Result<Vec<Due>, StoreError>;
     /// The earliest `next_attempt_ms` of any pending delivery, if any.
     fn next_due_ms(&self) -> Result<Option<i64>, StoreError>;
@@ -236,12 +239,10 @@ CREATE TABLE webhook_deliveries (
     last_error      TEXT,
     last_status     INTEGER,
     done_ms         INTEGER,
-    UNIQUE (subscription, account, seq),
-    FOREIGN KEY (account, seq) REFERENCES audit_records (account, seq)
+    UNIQUE (subscription, account, seq)
 ) STRICT;
 CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (subscription, account, id)
     WHERE state = 'pending';
-CREATE INDEX webhook_deliveries_by_subscription ON webhook_deliveries (subscription, state);
 CREATE TRIGGER webhook_deliveries_no_delete BEFORE DELETE ON webhook_deliveries
 BEGIN SELECT RAISE(ABORT, 'deliveries are kept'); END;
 CREATE TRIGGER webhook_deliveries_settled BEFORE UPDATE ON webhook_deliveries
@@ -735,18 +736,19 @@ impl Outbox for Store {
         now_ms: i64,
         limit: usize,
         busy: &HashSet<(String, String)>,
+        per_subscription: usize,
     ) -> Result<Vec<Due>, StoreError> {
         let busy = busy.clone();
         self.read(move |conn| {
-            let want = i64::try_from(limit.saturating_add(busy.len())).unwrap_or(i64::MAX);
-            let queues: Vec<(String, String)> = conn
-                .prepare_cached(
-                    "SELECT subscription, account FROM webhook_queues
-                     WHERE next_attempt_ms <= ?1 ORDER BY next_attempt_ms LIMIT ?2",
-                )?
-                .query_map(params![now_ms, want], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut due = Vec::new();
+            let mut sending: std::collections::HashMap<String, usize> =
+                std::collections::HashMap::new();
+            for (subscription, _) in &busy {
+                *sending.entry(subscription.clone()).or_default() += 1;
+            }
+            let mut queues = conn.prepare_cached(
+                "SELECT subscription, account FROM webhook_queues
+                 WHERE next_attempt_ms <= ?1 ORDER BY next_attempt_ms",
+            )?;
             let mut head = conn.prepare_cached(
                 "SELECT d.id, s.url, d.event_type, d.seq, d.attempts, r.hash, r.time_ms, r.bytes
                  FROM webhook_deliveries d
@@ -755,11 +757,19 @@ impl Outbox for Store {
                  WHERE d.subscription = ?1 AND d.account = ?2 AND d.state = 'pending'
                  ORDER BY d.id LIMIT 1",
             )?;
-            for (subscription, account) in queues {
-                if due.len() >= limit {
+            let mut due = Vec::new();
+            // The queues are stepped through only as far as needed.
+            let mut rows = queues.query(params![now_ms])?;
+            while due.len() < limit {
+                let Some(row) = rows.next()? else {
                     break;
-                }
-                if busy.contains(&(subscription.clone(), account.clone())) {
+                };
+                let subscription: String = row.get(0)?;
+                let account: String = row.get(1)?;
+                let count = sending.entry(subscription.clone()).or_default();
+                if *count >= per_subscription
+                    || busy.contains(&(subscription.clone(), account.clone()))
+                {
                     continue;
                 }
                 let found = head
@@ -780,6 +790,7 @@ impl Outbox for Store {
                     })
                     .optional()?;
                 if let Some(found) = found {
+                    *count += 1;
                     due.push(found);
                 }
             }
@@ -907,7 +918,7 @@ mod tests {
 
     fn due(store: &Store) -> Vec<(String, String, u64, String)> {
         store
-            .due(i64::MAX, 100, &HashSet::new())
+            .due(i64::MAX, 100, &HashSet::new(), usize::MAX)
             .unwrap_or_else(|e| unreachable!("{e}"))
             .into_iter()
             .map(|d| (d.subscription, d.account, d.seq, d.event_type))
@@ -974,7 +985,7 @@ mod tests {
         );
         let mut seen = Vec::new();
         while let Some(first) = store
-            .due(i64::MAX, 10, &HashSet::new())
+            .due(i64::MAX, 10, &HashSet::new(), usize::MAX)
             .unwrap_or_else(|e| unreachable!("{e}"))
             .first()
             .cloned()
@@ -1015,7 +1026,7 @@ mod tests {
         let first = record(&store, "acme", "grant", Some((Verdict::Allow, "R")));
         let second = record(&store, "acme", "revoke", Some((Verdict::Allow, "R")));
         let pending = store
-            .due(100, 10, &HashSet::new())
+            .due(100, 10, &HashSet::new(), usize::MAX)
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(pending.len(), 2, "{pending:?}");
         let head = pending[0].clone();
@@ -1023,7 +1034,7 @@ mod tests {
         // Busy pairs are skipped.
         let busy = HashSet::from([("wh_1".to_owned(), "acme".to_owned())]);
         let others = store
-            .due(100, 10, &busy)
+            .due(100, 10, &busy, usize::MAX)
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(others.len(), 1);
         assert_eq!(
@@ -1040,7 +1051,7 @@ mod tests {
             .unwrap_or_else(|e| unreachable!("{e}"));
         // wh_1's queue waits for the retry; wh_2's does not.
         let now = store
-            .due(200, 10, &HashSet::new())
+            .due(200, 10, &HashSet::new(), usize::MAX)
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(
             now.iter()
@@ -1053,7 +1064,7 @@ mod tests {
             Some(0)
         );
         let later = store
-            .due(5_000, 10, &HashSet::new())
+            .due(5_000, 10, &HashSet::new(), usize::MAX)
             .unwrap_or_else(|e| unreachable!("{e}"));
         let retried = later
             .iter()
@@ -1064,7 +1075,7 @@ mod tests {
             .record_attempt(5_000, retried.id, failed(None))
             .unwrap_or_else(|e| unreachable!("{e}"));
         let next = store
-            .due(5_001, 10, &busy_of("wh_2"))
+            .due(5_001, 10, &busy_of("wh_2"), usize::MAX)
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(next.iter().map(|d| d.seq).collect::<Vec<_>>(), [second]);
         let status = store
@@ -1093,6 +1104,37 @@ mod tests {
 
     fn busy_of(subscription: &str) -> HashSet<(String, String)> {
         HashSet::from([(subscription.to_owned(), "acme".to_owned())])
+    }
+
+    /// No more of a subscription is handed out than its room: its limit
+    /// less its pairs being sent.
+    #[test]
+    fn a_subscription_gets_no_more_than_its_room() {
+        let (_dir, store) = store();
+        subscribe(&store, "wh_1", Owner::Customer("acme".into()), &["*"]);
+        subscribe(&store, "wh_2", Owner::Customer("globex".into()), &["*"]);
+        for account in ["acme", "acme", "globex"] {
+            record(&store, account, "grant", Some((Verdict::Allow, "R")));
+        }
+        let none = HashSet::new();
+        let got = store
+            .due(10, 10, &none, 1)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(got.len(), 2, "{got:?}");
+        let busy = busy_of("wh_1");
+        let got = store
+            .due(10, 10, &busy, 1)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(
+            got.iter()
+                .map(|d| d.subscription.as_str())
+                .collect::<Vec<_>>(),
+            ["wh_2"]
+        );
+        let got = store
+            .due(10, 1, &none, 5)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(got.len(), 1);
     }
 
     /// A removed subscription gets nothing more; its pending deliveries are
