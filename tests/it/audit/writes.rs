@@ -592,7 +592,9 @@ fn the_state_version_changes_exactly_when_the_account_state_does() {
 /// Every table of account state beside the audit log (each has an
 /// `account` column) bumps the account's state version on insert, update
 /// and delete, and so does a change of the account's own row: a table
-/// added later without its triggers fails here.
+/// added later without its triggers fails here. The webhook outbox's
+/// tables name accounts too, but no snapshot reads them: they are not
+/// account state.
 #[test]
 fn every_table_of_account_state_bumps_the_state_version() {
     let fixture = Fixture::new();
@@ -603,6 +605,7 @@ fn every_table_of_account_state_bumps_the_state_version() {
                 .prepare(
                     "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p
                      WHERE m.type = 'table' AND p.name = 'account' AND m.name NOT LIKE 'audit_%'
+                       AND m.name NOT LIKE 'webhook_%'
                      ORDER BY m.name",
                 )?
                 .query_map([], |row| row.get(0))?
