@@ -391,16 +391,10 @@ pub(crate) fn live(conn: &rusqlite::Connection) -> Result<Vec<Live>, StoreError>
          WHERE removed_ms IS NULL ORDER BY created_ms, id",
     )?;
     let rows = statement.query_map([], |r| {
-        let kind: String = r.get(1)?;
-        let owner: String = r.get(2)?;
         let types: String = r.get(3)?;
         Ok(Live {
             id: r.get(0)?,
-            owner: if kind == "vendor" {
-                Owner::Vendor(owner)
-            } else {
-                Owner::Customer(owner)
-            },
+            owner: owner_from(r.get(1)?, r.get(2)?),
             types: serde_json::from_str(&types).unwrap_or_default(),
         })
     })?;
@@ -507,17 +501,20 @@ fn owner_parts(owner: &Owner) -> (&'static str, &str) {
     }
 }
 
+/// The owner a row's `owner_kind` and `owner` columns name.
+fn owner_from(kind: String, owner: String) -> Owner {
+    if kind == "vendor" {
+        Owner::Vendor(owner)
+    } else {
+        Owner::Customer(owner)
+    }
+}
+
 fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
-    let kind: String = r.get(1)?;
-    let owner: String = r.get(2)?;
     let types: String = r.get(4)?;
     Ok(Subscription {
         id: r.get(0)?,
-        owner: if kind == "vendor" {
-            Owner::Vendor(owner)
-        } else {
-            Owner::Customer(owner)
-        },
+        owner: owner_from(r.get(1)?, r.get(2)?),
         url: r.get(3)?,
         types: serde_json::from_str(&types).unwrap_or_default(),
         created_by: r.get(5)?,
