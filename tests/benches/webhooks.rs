@@ -14,6 +14,8 @@
 //! runs alternate (0, 1, 10 subscriptions with the sender off: what the
 //! outbox costs a decision; then 1 and 10 with the sender on: what sending
 //! costs the machine, and the lag), twice, because the machine drifts.
+//! Two paced runs (100 decisions/s, which the sender keeps up with) show
+//! the lag a subscriber sees when no backlog is queued ahead of its events.
 //! `WEBHOOK_BENCH_CONCURRENCY` sets the sender's requests in flight per
 //! subscription (default: `serve`'s).
 //! `WEBHOOK_BENCH_OPS` sets the operations per thread (default 2000).
@@ -30,6 +32,14 @@ use chaperone_tests::receiver::Receiver;
 use serde_json::{Value, json};
 
 const THREADS: usize = 8;
+
+/// A paced run's time between two operations of one thread: eight threads
+/// make 100 decisions/s, a load the sender keeps up with, to show the lag
+/// a subscriber sees when it is not queued behind a backlog.
+const PACED: Duration = Duration::from_millis(80);
+
+/// Operations per thread of a paced run, at most (about 4 s).
+const PACED_OPS: usize = 50;
 const ACCOUNTS: usize = 64;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -51,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(WebhookOptions::default().per_endpoint_concurrency);
     println!(
-        "{:>13} {:>7} {:>10} {:>12} {:>11} {:>13} {:>13} {:>13}",
+        "{:>13} {:>9} {:>10} {:>12} {:>11} {:>13} {:>13} {:>13}",
         "subscriptions",
         "sender",
         "decisions",
@@ -63,18 +73,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let rounds = if quick { 1 } else { 2 };
     for _ in 0..rounds {
-        for (subscriptions, sending) in [
-            (0usize, false),
-            (1, false),
-            (10, false),
-            (1, true),
-            (10, true),
-        ] {
-            let figures = run(&runtime, subscriptions, sending, concurrency, ops)?;
-            println!(
-                "{:>13} {:>7} {:>10} {:>12.0} {:>11} {:>13.0} {:>13.1} {:>13.1}",
+        let runs = [
+            (0usize, false, None),
+            (1, false, None),
+            (10, false, None),
+            (1, true, None),
+            (10, true, None),
+            (1, true, Some(PACED)),
+            (10, true, Some(PACED)),
+        ];
+        for (subscriptions, sending, pace) in runs {
+            let paced_ops = if pace.is_some() {
+                ops.min(PACED_OPS)
+            } else {
+                ops
+            };
+            let figures = run(
+                &runtime,
                 subscriptions,
-                if sending { "on" } else { "off" },
+                sending,
+                concurrency,
+                paced_ops,
+                pace,
+            )?;
+            println!(
+                "{:>13} {:>9} {:>10} {:>12.0} {:>11} {:>13.0} {:>13.1} {:>13.1}",
+                subscriptions,
+                match (sending, pace) {
+                    (false, _) => "off",
+                    (true, None) => "on",
+                    (true, Some(_)) => "on,paced",
+                },
                 figures.decisions,
                 figures.per_second,
                 figures.delivered,
@@ -115,6 +144,7 @@ fn run(
     sending: bool,
     concurrency: usize,
     ops: usize,
+    pace: Option<Duration>,
 ) -> Result<Figures, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let host = Arc::new(Host::open(
@@ -164,6 +194,9 @@ fn run(
             let host = host.clone();
             std::thread::spawn(move || {
                 for i in 0..ops {
+                    if let Some(pace) = pace {
+                        std::thread::sleep(pace);
+                    }
                     let account = format!("acct{}", (t * 8 + i % 8) % ACCOUNTS);
                     let act = json!({"op": "act", "account": account, "agent": "sam@celigo.com",
                                      "action": {"name": "flow.read", "environment": "prod"}});
