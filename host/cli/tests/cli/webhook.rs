@@ -237,3 +237,99 @@ fn raw_post(addr: &str, token: &str, body: &Value) -> Option<Value> {
     }
     serde_json::from_str(response.split("\r\n\r\n").nth(1)?).ok()
 }
+
+/// `chaperone webhook add|list|status|remove` on a store: what it adds is
+/// listed and has a status; bad types and owners are refused naming them;
+/// a second removal exits 2.
+#[test]
+fn the_webhook_commands_manage_subscriptions() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+    let db = dir.path().join("w.db");
+    let db = db.to_str().unwrap_or_default();
+    let chaperone = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chaperone"))
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| unreachable!("{e}"))
+    };
+    assert!(chaperone(&["init", "--db", db]).status.success());
+    let added = chaperone(&[
+        "webhook",
+        "add",
+        "--url",
+        "https://hooks.celigo.test/h",
+        "--types",
+        "grant,act.denied",
+        "--vendor",
+        "celigo",
+        "--db",
+        db,
+    ]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let id = String::from_utf8_lossy(&added.stdout).trim().to_owned();
+    assert!(id.starts_with("wh_"), "{id}");
+
+    let listed = chaperone(&["webhook", "list", "--json", "--db", db]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap_or(Value::Null);
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["types"], json!(["act.denied", "grant"]));
+    assert_eq!(
+        listed[0]["owner"],
+        json!({"kind": "vendor", "subject": "celigo"})
+    );
+
+    let status = chaperone(&["webhook", "status", &id, "--json", "--db", db]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        (status[0]["pending"].clone(), status[0]["dead"].clone()),
+        (json!(0), json!(0))
+    );
+
+    let refused = chaperone(&[
+        "webhook",
+        "add",
+        "--url",
+        "https://x.test/",
+        "--types",
+        "grants",
+        "--vendor",
+        "celigo",
+        "--db",
+        db,
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("`grants`"));
+    let refused = chaperone(&[
+        "webhook",
+        "add",
+        "--url",
+        "https://x.test/",
+        "--types",
+        "grant",
+        "--account",
+        "nobody",
+        "--db",
+        db,
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no account `nobody`"));
+
+    assert!(
+        chaperone(&["webhook", "remove", &id, "--db", db])
+            .status
+            .success()
+    );
+    assert_eq!(
+        chaperone(&["webhook", "remove", &id, "--db", db])
+            .status
+            .code(),
+        Some(2)
+    );
+    let listed = chaperone(&["webhook", "list", "--json", "--db", db]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap_or(Value::Null);
+    assert!(listed[0]["removed_ms"].is_i64(), "{listed}");
+}
