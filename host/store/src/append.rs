@@ -45,6 +45,11 @@ impl HeadCache {
         self.subscriptions = None;
     }
 
+    /// Forgets the live subscriptions (they changed); the heads stay.
+    pub(crate) fn forget_subscriptions(&mut self) {
+        self.subscriptions = None;
+    }
+
     /// The live subscriptions (read once, then kept until cleared).
     pub(crate) fn subscriptions(
         &mut self,
@@ -146,19 +151,13 @@ pub(crate) fn append_prepared(
         }));
     }
     heads.set(account, ChainHead { seq, hash });
-    // The record's deliveries, in its transaction.
-    let types = crate::outbox::record_types(prepared.kind(), prepared.decided());
-    if !types.is_empty() && !account.starts_with('@') {
+    // The record's deliveries, in its transaction; while no subscription
+    // lives (the cache says so without a read), nothing more to do.
+    if !account.starts_with('@') {
         let subscriptions = heads.subscriptions(conn)?;
-        crate::outbox::enqueue(
-            conn,
-            subscriptions,
-            account,
-            seq.get(),
-            prepared.time_ms(),
-            &types,
-            prepared.decided().map(|(verdict, _)| verdict),
-        )?;
+        if !subscriptions.is_empty() {
+            crate::outbox::enqueue(conn, subscriptions, prepared, seq.get())?;
+        }
     }
     tracing::debug!(seq = seq.get(), "appended");
     Ok(Appended { seq, hash })

@@ -238,7 +238,6 @@ CREATE TABLE webhook_deliveries (
     last_attempt_ms INTEGER,
     last_error      TEXT,
     last_status     INTEGER,
-    done_ms         INTEGER,
     UNIQUE (subscription, account, seq)
 ) STRICT;
 CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (subscription, account, id)
@@ -401,21 +400,21 @@ pub(crate) fn live(conn: &rusqlite::Connection) -> Result<Vec<Live>, StoreError>
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Writes the deliveries of a record just appended to `account`'s chain,
-/// in the append's transaction: one per live subscription that hears of
-/// the account and wants one of the record's types.
+/// Writes the deliveries of `prepared`, just appended at `seq` of its
+/// account's chain, in the append's transaction: one per live subscription
+/// that hears of the account and wants one of the record's types.
 pub(crate) fn enqueue(
     conn: &rusqlite::Connection,
     subscriptions: &[Live],
-    account: &str,
+    prepared: &chaperone_log::Prepared,
     seq: u64,
-    at: i64,
-    types: &[&'static str],
-    verdict: Option<chaperone_log::Verdict>,
 ) -> Result<(), StoreError> {
-    if subscriptions.is_empty() || types.is_empty() || account.starts_with('@') {
+    let types = record_types(prepared.kind(), prepared.decided());
+    if types.is_empty() {
         return Ok(());
     }
+    let (account, at) = (prepared.account(), prepared.time_ms());
+    let verdict = prepared.decided().map(|(verdict, _)| verdict);
     let mut vendor: Option<Option<String>> = None;
     for subscription in subscriptions {
         let hears = match &subscription.owner {
@@ -594,7 +593,7 @@ impl Outbox for Store {
                     added.created_by,
                     added.created_ms,
                 ])?;
-            tx.heads.clear();
+            tx.heads.forget_subscriptions();
             tx.append(&chaperone_log::RecordDraft {
                 account: REGISTRY_CHAIN.to_owned(),
                 time_ms: at,
@@ -631,14 +630,14 @@ impl Outbox for Store {
             tx.conn()
                 .prepare_cached(
                     "UPDATE webhook_deliveries
-                     SET state = 'dead', last_error = 'subscription removed', done_ms = ?2
+                     SET state = 'dead', last_error = 'subscription removed'
                      WHERE subscription = ?1 AND state = 'pending'",
                 )?
-                .execute(params![id, at])?;
+                .execute(params![id])?;
             tx.conn()
                 .prepare_cached("DELETE FROM webhook_queues WHERE subscription = ?1")?
                 .execute(params![id])?;
-            tx.heads.clear();
+            tx.heads.forget_subscriptions();
             tx.append(&chaperone_log::RecordDraft {
                 account: REGISTRY_CHAIN.to_owned(),
                 time_ms: at,
@@ -711,7 +710,7 @@ impl Outbox for Store {
                 .query_row(params![id], |r| r.get::<_, Option<i64>>(0))?;
             let last_delivered_ms = conn
                 .prepare_cached(
-                    "SELECT max(done_ms) FROM webhook_deliveries
+                    "SELECT max(last_attempt_ms) FROM webhook_deliveries
                      WHERE subscription = ?1 AND state = 'delivered'",
                 )?
                 .query_row(params![id], |r| r.get::<_, Option<i64>>(0))?;
@@ -735,11 +734,10 @@ impl Outbox for Store {
         busy: &HashSet<(String, String)>,
         per_subscription: usize,
     ) -> Result<Vec<Due>, StoreError> {
-        let busy = busy.clone();
-        self.read(move |conn| {
+        self.read(|conn| {
             let mut sending: std::collections::HashMap<String, usize> =
                 std::collections::HashMap::new();
-            for (subscription, _) in &busy {
+            for (subscription, _) in busy {
                 *sending.entry(subscription.clone()).or_default() += 1;
             }
             let mut queues = conn.prepare_cached(
@@ -823,7 +821,7 @@ impl Outbox for Store {
                     conn.prepare_cached(
                         "UPDATE webhook_deliveries
                          SET state = 'delivered', attempts = attempts + 1, last_attempt_ms = ?2,
-                             last_status = ?3, done_ms = ?2
+                             last_status = ?3
                          WHERE id = ?1",
                     )?
                     .execute(params![id, at, status])?;
@@ -842,8 +840,7 @@ impl Outbox for Store {
                     conn.prepare_cached(
                         "UPDATE webhook_deliveries
                          SET state = ?2, attempts = attempts + 1, last_attempt_ms = ?3,
-                             last_error = ?4, last_status = ?5,
-                             done_ms = CASE WHEN ?2 = 'dead' THEN ?3 END
+                             last_error = ?4, last_status = ?5
                          WHERE id = ?1",
                     )?
                     .execute(params![id, state, at, error, status])?;
