@@ -408,10 +408,7 @@ fn authorize_account(
             }
             if let Err(e) = app.host.record_refusal(instant::now(), account, request) {
                 tracing::error!(%account, error = %e, "cannot record a refused request");
-                return Err(ApiError(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the store failed, nothing changed: {e}"),
-                ));
+                return Err(store_unavailable(e));
             }
         }
         return Err(error);

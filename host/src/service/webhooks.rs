@@ -149,23 +149,13 @@ impl Host {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<crate::webhook::worker::WorkerHandle, StartError> {
         let signer = self.store.signer().ok_or(StartError::NoKey)?;
-        let (stopped, mut stops) = tokio::sync::watch::channel(false);
-        let shutdown = async move {
-            shutdown.await;
-            let _ = stopped.send(true);
-        };
-        let worker = crate::webhook::worker::spawn(self.outbox(), signer, options, shutdown)?;
-        let waker = worker.waker();
-        let recorded = self.recorded();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = recorded.notified() => waker.wake(),
-                    _ = stops.wait_for(|stop| *stop) => break,
-                }
-            }
-        });
-        Ok(worker)
+        Ok(crate::webhook::worker::spawn_woken_by(
+            self.outbox(),
+            signer,
+            options,
+            self.recorded(),
+            shutdown,
+        )?)
     }
 }
 

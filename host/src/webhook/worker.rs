@@ -176,10 +176,23 @@ pub fn spawn(
     options: WebhookOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<WorkerHandle, WorkerError> {
+    spawn_woken_by(outbox, signer, options, Arc::new(Notify::new()), shutdown)
+}
+
+/// [`spawn`], woken by `wake`: a `Notify` the write path already pokes
+/// after each commit that may have made deliveries (the host's), so that
+/// nothing has to pass the wake on.
+pub fn spawn_woken_by(
+    outbox: Arc<dyn Outbox>,
+    signer: Arc<Signer>,
+    options: WebhookOptions,
+    wake: Arc<Notify>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<WorkerHandle, WorkerError> {
     options.check()?;
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| WorkerError::NoRuntime)?;
     let sender = Sender::new(options.request_timeout, options.addresses)?;
-    let wake = WakeHandle(Arc::new(Notify::new()));
+    let wake = WakeHandle(wake);
     let (stop, stopping) = watch::channel(false);
     let worker = Worker {
         shared: Arc::new(Shared {
